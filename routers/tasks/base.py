@@ -1,0 +1,35 @@
+"""Task items and graders: data plus small functions, registered by name (lm-eval-harness style)."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TaskItem:
+    id: str
+    prompt: str                 # the full text a worker sees (question + choices + format hint)
+    answer: str                 # gold answer in the task's canonical form ("B", "42", test code...)
+    task: str                   # suite name: "mmlu", "gsm8k", "gpqa", "aime", "humaneval", ...
+    category: str               # subject / subtask; the routing category
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(abc.ABC):
+    """A task suite: how to load items and how to grade a response (score in [0, 1])."""
+
+    name: str
+
+    @abc.abstractmethod
+    def load(self, limit: int | None = None, **kw: Any) -> list[TaskItem]:
+        ...
+
+    @abc.abstractmethod
+    def extract(self, response: str, item: TaskItem) -> str | None:
+        """The answer found in `response`, normalized; None if none could be found."""
+
+    def grade(self, response: str, item: TaskItem) -> float:
+        pred = self.extract(response, item)
+        return float(pred is not None and pred == item.answer)
