@@ -33,3 +33,8 @@ class Task(abc.ABC):
     def grade(self, response: str, item: TaskItem) -> float:
         pred = self.extract(response, item)
         return float(pred is not None and pred == item.answer)
+
+    def render_answer(self, item: TaskItem, correct: bool, rng) -> str:
+        """A response text that `grade` scores 1.0 if `correct` else 0.0; the simulated pool uses it
+        to answer in the task's own format. `rng` is a numpy Generator (deterministic choices)."""
+        return f"The answer is {item.answer}." if correct else "I am not sure."
