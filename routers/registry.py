@@ -46,7 +46,11 @@ def baseline_class(name: str):
 
 
 def read_checkpoint_type(path: str | Path) -> str:
+    """The router_type of a checkpoint directory. A Conductor checkpoint is an HF model folder
+    (whose config.json is the model's), so its type lives in conductor_config.json."""
     path = Path(path)
+    if (path / "conductor_config.json").is_file():
+        return "conductor"
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise CheckpointError(f"{path}: not a checkpoint directory (no config.json)")
