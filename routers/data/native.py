@@ -1,0 +1,238 @@
+"""baton's own formats: JSONL (one object per query) and parquet (one row per (query, model)).
+
+JSONL line: {"id", "prompt", "category", "split", "answer"?, "results": {model: {"score", "cost"?,
+"response"?, "input_tokens"?, "output_tokens"?, "latency"?}}} -- exactly what the recorder writes.
+Parquet columns: id, prompt, category, split, answer?, model, score, cost?, response?, input_tokens?,
+output_tokens?, latency?. A field the dataset has is written for every cell (null where unknown), so
+`save_*` then `load_dataset` gives back the same dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from routers.data.common import (LoadOptions, check_unique_ids, parse_numbers, parse_scores, require_columns,
+                                 require_text)
+from routers.data.schema import RoutingDataset
+from routers.data.splits import assign_splits, normalize_split
+from routers.errors import DataError
+
+# file field -> RoutingDataset attribute, for the numeric per-cell fields
+NUMERIC = {"cost": "costs", "input_tokens": "input_tokens", "output_tokens": "output_tokens",
+           "latency": "latencies"}
+
+
+# -- shared pieces ------------------------------------------------------------------------------
+def resolve_splits(raw: list, prompts: list[str], *, file: str, opts: LoadOptions) -> list[str]:
+    """Given split names, normalized; rows without one get the prompt-hash split."""
+    out: list[str | None] = []
+    for i, s in enumerate(raw, start=1):
+        if s is None or (isinstance(s, float) and math.isnan(s)) or s == "":
+            out.append(None)
+            continue
+        v = normalize_split(s)
+        if v is None:
+            raise DataError(f"unknown split {s!r}; expected train, validation or test", file=file, row=i,
+                            column="split")
+        out.append(v)
+    if any(s is None for s in out):
+        hashed = assign_splits(prompts, seed=opts.seed, fractions=opts.split_fractions)
+        out = [h if s is None else s for s, h in zip(out, hashed)]
+    return out  # type: ignore[return-value]
+
+
+def _num_out(x: float):
+    if np.isnan(x):
+        return None
+    return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
+
+
+# -- JSONL --------------------------------------------------------------------------------------
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8-sig") as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON: {e.msg} (char {e.colno}; truncated line?)", file=str(path),
+                                row=i) from None
+            if not isinstance(obj, dict):
+                raise DataError(f"line is a {type(obj).__name__}, expected an object", file=str(path), row=i)
+            rows.append(obj)
+    if not rows:
+        raise DataError("empty file", file=str(path))
+    return rows
+
+
+def from_records(rows: list[dict], *, file: str, name: str, opts: LoadOptions) -> RoutingDataset:
+    """Native per-query records (from JSONL or a hub dataset) -> RoutingDataset."""
+    n = len(rows)
+    models: list[str] = []
+    raw: dict[str, dict[str, list]] = {}  # field -> model -> column
+    for i, r in enumerate(rows, start=1):
+        if not isinstance(r.get("prompt"), str):
+            raise DataError("missing 'prompt' text", file=file, row=i, column="prompt")
+        res = r.get("results")
+        if not isinstance(res, dict):
+            raise DataError("missing 'results' object {model: {score, ...}}", file=file, row=i, column="results")
+        for m, cell in res.items():
+            if cell is None:  # hub structs fill absent models with null
+                continue
+            if not isinstance(cell, dict) or "score" not in cell:
+                raise DataError("result must be an object with a 'score'", file=file, row=i, column=f"results.{m}")
+            if m not in models:
+                models.append(m)
+            for k, v in cell.items():
+                raw.setdefault(k, {}).setdefault(m, [None] * n)[i - 1] = v
+    ids = [str(r["id"]) if r.get("id") is not None else f"{name}-{i}" for i, r in enumerate(rows)]
+    check_unique_ids(ids, file=file)
+    prompts = [r["prompt"] for r in rows]
+
+    def matrix(fld, parse):
+        if fld not in raw:
+            return None
+        cols = raw[fld]
+        return np.column_stack([parse(cols[m], file=file, column=f"results.{m}.{fld}") if m in cols
+                                else np.full(n, np.nan) for m in models])
+
+    kw = {attr: matrix(fld, lambda v, **k: parse_numbers(v, what=fld, **k)) for fld, attr in NUMERIC.items()}
+    responses = None
+    if "response" in raw:
+        cols = [raw["response"].get(m, [None] * n) for m in models]
+        responses = [[None if v is None else str(v) for v in r] for r in zip(*cols)]
+    answers = None
+    if any("answer" in r for r in rows):
+        answers = [None if r.get("answer") is None else str(r["answer"]) for r in rows]
+    return RoutingDataset(
+        ids=ids, prompts=prompts, categories=[str(r.get("category") or name) for r in rows],
+        splits=resolve_splits([r.get("split") for r in rows], prompts, file=file, opts=opts), models=models,
+        scores=matrix("score", parse_scores), responses=responses, answers=answers, name=name,
+        meta={"format": "native", "source": file}, **kw)
+
+
+def load_jsonl(spec: str, opts: LoadOptions) -> RoutingDataset:
+    p = Path(spec)
+    return from_records(read_jsonl(p), file=str(p), name=p.stem, opts=opts)
+
+
+def save_jsonl(ds: RoutingDataset, path: str | Path) -> Path:
+    """Write `ds` as native JSONL (one query per line); fields the dataset has are written for every cell."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {fld: getattr(ds, attr) for fld, attr in NUMERIC.items() if getattr(ds, attr) is not None}
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(len(ds)):
+            obj = {"id": ds.ids[i], "prompt": ds.prompts[i], "category": ds.categories[i], "split": ds.splits[i]}
+            if ds.answers is not None:
+                obj["answer"] = ds.answers[i]
+            res = {}
+            for j, m in enumerate(ds.models):
+                cell = {"score": _num_out(ds.scores[i, j])}
+                for fld, a in arrays.items():
+                    cell[fld] = _num_out(a[i, j])
+                if ds.responses is not None:
+                    cell["response"] = ds.responses[i][j]
+                res[m] = cell
+            obj["results"] = res
+            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    return path
+
+
+# -- parquet (long) -----------------------------------------------------------------------------
+LONG_REQUIRED = ["id", "prompt", "model", "score"]
+
+
+def looks_long(columns) -> bool:
+    return all(c in columns for c in LONG_REQUIRED)
+
+
+def from_long_frame(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions) -> RoutingDataset:
+    """One row per (query, model) -> dense dataset; query and model order = first appearance."""
+    require_columns(df.columns, LONG_REQUIRED, file=file, hint="; native parquet is one row per (query, model)")
+    if df.empty:
+        raise DataError("no data rows", file=file)
+    df = df.reset_index(drop=True)
+    ids_all = require_text(df["id"], file=file, column="id")
+    models_all = require_text(df["model"], file=file, column="model")
+    q, qids = pd.factorize(pd.Series(ids_all), sort=False)
+    mc, models = pd.factorize(pd.Series(models_all), sort=False)
+    n, m = len(qids), len(models)
+    dup = pd.Series(q * m + mc).duplicated().to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise DataError(f"second row for query {ids_all[i]!r} and model {models_all[i]!r}", file=file, row=i + 1,
+                        column="model")
+    first = np.unique(q, return_index=True)[1]
+    prompts_all = require_text(df["prompt"], file=file, column="prompt")
+    prompts = [prompts_all[k] for k in first]
+    bad = np.flatnonzero(np.array(prompts_all, dtype=object) != np.array(prompts, dtype=object)[q])
+    if bad.size:
+        raise DataError(f"query {ids_all[bad[0]]!r} has two different prompts", file=file, row=int(bad[0]) + 1,
+                        column="prompt")
+
+    def dense(values):
+        a = np.full((n, m), np.nan)
+        a[q, mc] = values
+        return a
+
+    kw = {attr: dense(parse_numbers(df[fld], file=file, column=fld, what=fld))
+          for fld, attr in NUMERIC.items() if fld in df}
+    responses = None
+    if "response" in df:
+        flat = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                for v in df["response"].tolist()]
+        responses = [[None] * m for _ in range(n)]
+        for k, (a, b) in enumerate(zip(q, mc)):
+            responses[a][b] = flat[k]
+    pick = lambda col: df[col].to_numpy(dtype=object)[first].tolist()  # noqa: E731
+    cats = [name] * n
+    if "category" in df:
+        cats = [str(c) if c is not None and c == c else name for c in pick("category")]
+    answers = [None if a is None or a != a else str(a) for a in pick("answer")] if "answer" in df else None
+    return RoutingDataset(
+        ids=list(map(str, qids)), prompts=prompts, categories=cats,
+        splits=resolve_splits(pick("split") if "split" in df else [None] * n, prompts, file=file, opts=opts),
+        models=list(map(str, models)), scores=dense(parse_scores(df["score"], file=file, column="score")),
+        responses=responses, answers=answers, name=name, meta={"format": "native", "source": file}, **kw)
+
+
+def load_parquet(spec: str, opts: LoadOptions) -> RoutingDataset:
+    p = Path(spec)
+    try:
+        df = pd.read_parquet(p)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        raise DataError(f"cannot read parquet: {type(e).__name__}: {e}", file=str(p)) from None
+    return from_long_frame(df, file=str(p), name=p.stem, opts=opts)
+
+
+def save_parquet(ds: RoutingDataset, path: str | Path) -> Path:
+    """Write `ds` as long-format parquet, one row per (query, model)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n, m = len(ds), ds.n_models
+    rep = lambda xs: [x for x in xs for _ in range(m)]  # noqa: E731
+    cols = {"id": pa.array(rep(ds.ids), pa.string()), "prompt": pa.array(rep(ds.prompts), pa.string()),
+            "category": pa.array(rep(ds.categories), pa.string()), "split": pa.array(rep(ds.splits), pa.string())}
+    if ds.answers is not None:
+        cols["answer"] = pa.array(rep(ds.answers), pa.string())
+    cols["model"] = pa.array(list(ds.models) * n, pa.string())
+    cols["score"] = pa.array(ds.scores.reshape(-1), pa.float64(), from_pandas=True)
+    for fld, attr in NUMERIC.items():
+        a = getattr(ds, attr)
+        if a is not None:
+            cols[fld] = pa.array(a.reshape(-1), pa.float64(), from_pandas=True)
+    if ds.responses is not None:
+        cols["response"] = pa.array([r for row in ds.responses for r in row], pa.string())
+    pq.write_table(pa.table(cols), path)
+    return path
