@@ -27,6 +27,7 @@ class Router(abc.ABC):
         self.params = dict(params)
         self.models: list[str] = list(params.get("models", []))
         self._mean_cost: np.ndarray | None = None
+        self.fitted = False  # set by fit() and load(); evaluators refit routers that are not
 
     # -- training ----------------------------------------------------------------------------
     def fit(self, train: RoutingDataset, validation: RoutingDataset | None = None) -> "Router":
@@ -34,6 +35,7 @@ class Router(abc.ABC):
         costs = train.cost_matrix()
         self._mean_cost = np.nanmean(costs, axis=0) if len(train) else np.zeros(train.n_models)
         self._fit(train, validation)
+        self.fitted = True
         return self
 
     def _fit(self, train: RoutingDataset, validation: RoutingDataset | None) -> None:
@@ -57,6 +59,12 @@ class Router(abc.ABC):
         c = self.predict_cost(prompts, categories) if cost is None else cost
         util = q - lam * c - 1e-9 * c  # tiny cost tiebreak
         return np.argmax(util, axis=1)
+
+    def realized_cost(self, choice: np.ndarray, costs: np.ndarray) -> np.ndarray:
+        """Dollars actually paid per query when query i is routed to column choice[i] of `costs`
+        (n, m). One call per query by default; a cascade also pays for every answer it rejected."""
+        choice = np.asarray(choice, dtype=int)
+        return np.asarray(costs, float)[np.arange(len(choice)), choice]
 
     def rank(self, prompt: str, lam: float = 0.0, category: str | None = None) -> list[str]:
         """Models best-first for one query: the fallback order when serving."""
@@ -94,6 +102,7 @@ class Router(abc.ABC):
         r.models = list(cfg["models"])
         r._mean_cost = None if cfg.get("mean_cost") is None else np.asarray(cfg["mean_cost"], float)
         r._load_state(path)
+        r.fitted = True
         return r
 
     def _load_state(self, path: Path) -> None:
