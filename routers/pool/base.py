@@ -107,3 +107,14 @@ class Worker(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, model={self.model!r})"
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free token estimate: ~4 characters per token (OpenAI's rule of thumb for English),
+    at least 1. Used where an endpoint reports no usage and by the simulated worker."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def messages_tokens(messages: list[Message]) -> int:
+    """Estimated prompt tokens of a chat: content tokens plus ~4 per message for role/format."""
+    return sum(estimate_tokens(str(m.get("content") or "")) + 4 for m in messages)

@@ -21,6 +21,7 @@ class Task(abc.ABC):
     """A task suite: how to load items and how to grade a response (score in [0, 1])."""
 
     name: str
+    max_tokens: int = 512       # default generation budget when recording (params override it)
 
     @abc.abstractmethod
     def load(self, limit: int | None = None, **kw: Any) -> list[TaskItem]:
@@ -38,3 +39,7 @@ class Task(abc.ABC):
         """A response text that `grade` scores 1.0 if `correct` else 0.0; the simulated pool uses it
         to answer in the task's own format. `rng` is a numpy Generator (deterministic choices)."""
         return f"The answer is {item.answer}." if correct else "I am not sure."
+
+    def messages(self, item: TaskItem) -> list[dict[str, str]]:
+        """The chat messages a worker is sent for `item` (one user turn with the full prompt)."""
+        return [{"role": "user", "content": item.prompt}]

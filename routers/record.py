@@ -1,0 +1,308 @@
+"""Record a routing dataset: every task item against every worker of a pool, graded, one JSONL
+line per query (the native format `routers.data.load_dataset` reads):
+
+    {"id", "prompt", "category", "split", "answer", "task",
+     "results": {worker: {"score", "cost", "response", "input_tokens", "output_tokens", "latency"}
+                         | {"error": "..."}}}
+
+Crash-safe and resumable: a query's line is appended (and fsynced) only once all its workers have
+answered, so on restart the finished queries are read back and skipped, and no paid call is made
+again for them; calls of a query that was in flight are covered by the pool's SQLite cache. A
+worker error is stored as {"error": ...} for that cell (score missing, never 0) and reported.
+
+`embedded_dataset()` is the default dataset of `baton eval --data embedded` and `make demo`: the
+simulated pool recorded over packaged MMLU and GSM8K questions, cached under ~/.cache/baton.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from routers.data.schema import RoutingDataset
+from routers.data.splits import assign_splits
+from routers.errors import DataError
+from routers.pool.base import WorkerError
+from routers.tasks import Task, TaskItem, get_task, load_task_items
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+EMBEDDED_VERSION = 1  # bump when the embedded recipe changes, to invalidate old caches
+
+
+# -- the file --------------------------------------------------------------------------------------
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The finished query lines of a record file. A torn last line (a crash mid-write) is cut off
+    the file so appending continues cleanly; a bad line anywhere else is a DataError."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    *complete, tail = raw.split(b"\n")  # tail: b"" when the file ends with a newline
+    rows = []
+    for i, line in enumerate(complete, 1):
+        if line.strip():
+            row = _parse_record(line)
+            if row is None:
+                raise DataError("not a record line (a JSON object with 'id' and 'results')",
+                                file=str(path), row=i)
+            rows.append(row)
+    if tail.strip():
+        row = _parse_record(tail)
+        with path.open("r+b") as f:
+            if row is None:  # torn write: drop it
+                f.truncate(len(raw) - len(tail))
+            else:  # a whole object that lost only its newline
+                f.seek(0, os.SEEK_END)
+                f.write(b"\n")
+                rows.append(row)
+    return rows
+
+
+def _parse_record(line: bytes) -> dict[str, Any] | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    ok = isinstance(row, dict) and "id" in row and isinstance(row.get("results"), dict)
+    return row if ok else None
+
+
+def records_to_dataset(rows: list[dict[str, Any]], *, file: str = "<records>", name: str = "recorded",
+                       seed: int = 0) -> RoutingDataset:
+    """A RoutingDataset from record lines, read by the same code as `load_dataset` reads the file
+    (errored cells have score null: NaN, never 0). meta gains per-query task names and error counts."""
+    from routers.data.common import LoadOptions
+    from routers.data.native import from_records
+
+    if not rows:
+        raise DataError("no recorded queries", file=file)
+    ds = from_records(rows, file=file, name=name, opts=LoadOptions(seed=seed))
+    errors = Counter(w for r in rows for w, c in r["results"].items() if c and c.get("error"))
+    ds.meta.update(tasks=[r.get("task") for r in rows], errors=dict(errors))
+    return ds
+
+
+# -- recording -------------------------------------------------------------------------------------
+
+async def arecord(pool, items: list[TaskItem], out_path: str | Path, *, concurrency: int = 8,
+                  progress: bool = True, seed: int = 0, params: dict[str, Any] | None = None,
+                  tasks: dict[str, Task] | None = None, retries: int = 2, durable: bool = True,
+                  task_params: dict[str, dict[str, Any]] | None = None) -> RoutingDataset:
+    """`record` inside a running event loop. `tasks` maps task names to Task objects for suites
+    that are not registered (tests, custom graders). Retryable worker errors (rate limits, 5xx,
+    timeouts) are tried again `retries` times before the cell is recorded as an error. `durable`
+    fsyncs every line (off only for rebuildable caches such as the embedded dataset).
+    `task_params` ({"gsm8k": {"max_tokens": 256}}) override `params` for one task's items."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = read_records(out)
+    done_ids = {r["id"] for r in done}
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"duplicate item id {next(i for i in ids if ids.count(i) > 1)!r} in the items to record")
+    pending = [it for it in items if it.id not in done_ids]
+    names = list(pool.names)
+    for i, r in enumerate(done, 1):
+        if set(r["results"]) != set(names):  # resuming with another pool would leave holes
+            raise DataError(f"query {r['id']!r} was recorded with workers {sorted(r['results'])}, but this pool "
+                            f"has {sorted(names)}; record into a new file", file=str(out), row=i)
+    if hasattr(pool, "register"):  # a simulated pool answers only items it knows
+        pool.register(pending, tasks)
+    suites: dict[str, Task] = dict(tasks or {})
+    splits = dict(zip((it.id for it in pending), assign_splits([it.prompt for it in pending], seed=seed)))
+    sem = asyncio.Semaphore(max(1, concurrency))
+    lock = asyncio.Lock()
+    new_rows: list[dict[str, Any]] = []
+
+    def suite(name: str) -> Task:
+        if name not in suites:
+            suites[name] = get_task(name)
+        return suites[name]
+
+    async def cell(item: TaskItem, worker: str) -> dict[str, Any]:
+        task = suite(item.task)
+        call_params = {"max_tokens": task.max_tokens, **(params or {}), **(task_params or {}).get(item.task, {})}
+        async with sem:
+            for attempt in range(retries + 1):
+                try:
+                    reply = await pool.call(worker, task.messages(item), item_id=item.id, role="worker",
+                                            **call_params)
+                    break
+                except (WorkerError, asyncio.TimeoutError, OSError) as e:
+                    if attempt < retries and getattr(e, "retryable", False):
+                        await asyncio.sleep(min(60.0, getattr(e, "retry_after", None) or 2.0 ** attempt))
+                        continue
+                    return {"score": None, "error": f"{type(e).__name__}: {e}"}
+        score = await asyncio.to_thread(task.grade, reply.text, item)  # humaneval runs a sandbox
+        return {"score": float(score), "cost": reply.cost, "response": reply.text,
+                "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
+                "latency": reply.latency_s}
+
+    async def query(item: TaskItem, f, bar) -> None:
+        results = await asyncio.gather(*(cell(item, w) for w in names))
+        row = {"id": item.id, "prompt": item.prompt, "category": item.category, "split": splits[item.id],
+               "answer": item.answer, "task": item.task, "results": dict(zip(names, results))}
+        async with lock:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+            new_rows.append(row)
+            bar.update(1)
+
+    with out.open("a", encoding="utf-8") as f, tqdm(total=len(pending), disable=not progress,
+                                                    desc=f"record {out.name}", unit="query") as bar:
+        # at most a few queries in flight beyond the call concurrency, so a crash loses little
+        window = max(1, concurrency)
+        running: set[asyncio.Task] = set()
+        try:
+            for item in pending:
+                if len(running) >= window:
+                    finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for t in finished:
+                        t.result()
+                running.add(asyncio.ensure_future(query(item, f, bar)))
+            for t in asyncio.as_completed(list(running)):
+                await t
+        finally:
+            for t in running:
+                t.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    rows = done + new_rows  # file order: the returned dataset is what load_dataset(out) reads
+    ds = records_to_dataset(rows, file=str(out), name=out.stem, seed=seed)
+    if ds.meta["errors"]:
+        print(f"record: worker errors (cells left without a score): {ds.meta['errors']}", file=sys.stderr)
+    ds.meta.update(path=str(out), new=len(new_rows), resumed=len(done))
+    return ds
+
+
+def record(pool, items: list[TaskItem], out_path: str | Path, *, concurrency: int = 8,
+           progress: bool = True, seed: int = 0, params: dict[str, Any] | None = None,
+           tasks: dict[str, Task] | None = None, retries: int = 2,
+           task_params: dict[str, dict[str, Any]] | None = None) -> RoutingDataset:
+    """Run every item against every worker of `pool` (an object with `.names` and async
+    `.call(worker, messages, **params)`), grade, append to `out_path`; resumable. `params` (e.g.
+    {"max_tokens": 64, "temperature": 0}) override each task's defaults."""
+    return asyncio.run(arecord(pool, items, out_path, concurrency=concurrency, progress=progress,
+                               seed=seed, params=params, tasks=tasks, retries=retries,
+                               task_params=task_params))
+
+
+def summarize(ds: RoutingDataset) -> str:
+    """Accuracy, cost and tokens per task and worker, as printed by `baton record`."""
+    tasks = ds.meta.get("tasks") or [c.split("/")[0] for c in ds.categories]
+    lines = [f"{ds.describe()}"]
+    for t in sorted(set(tasks)):
+        rows = np.array([x == t for x in tasks])
+        for j, w in enumerate(ds.models):
+            s = ds.scores[rows, j]
+            ok = ~np.isnan(s)
+            if not ok.any():
+                lines.append(f"  {t:10s} {w:24s} no scores")
+                continue
+            out_tok = np.nansum(ds.output_tokens[rows, j]) if ds.output_tokens is not None else float("nan")
+            lat = np.nansum(ds.latencies[rows, j]) if ds.latencies is not None else float("nan")
+            lines.append(f"  {t:10s} {w:24s} acc {s[ok].mean():.3f} (n={ok.sum()}, missing {(~ok).sum()})  "
+                         f"cost ${np.nansum(ds.costs[rows, j]):.4f}  out tokens {out_tok:.0f}  "
+                         f"worker-seconds {lat:.1f}")
+    return "\n".join(lines)
+
+
+async def _record_with_pool(pool_path: str, items: list[TaskItem], out: str, *, cache: str | None,
+                            concurrency: int, seed: int, params: dict[str, Any] | None,
+                            progress: bool = True, durable: bool = True,
+                            task_params: dict[str, dict[str, Any]] | None = None) -> RoutingDataset:
+    from routers.pool.config import load_pool
+
+    pool = load_pool(pool_path, cache=cache)
+    try:
+        return await arecord(pool, items, out, concurrency=concurrency, seed=seed, params=params,
+                             progress=progress, durable=durable, task_params=task_params)
+    finally:
+        close = getattr(pool, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def run_record(pool_path: str, tasks_spec: str, out: str, *, limit: int | None = None, concurrency: int = 8,
+               cache: str | None = None, seed: int = 0, params: dict[str, Any] | None = None,
+               task_params: dict[str, dict[str, Any]] | None = None) -> RoutingDataset:
+    """What `baton record` and scripts/build_routing_data.py do. The response cache defaults to
+    OUT + ".cache.sqlite", so a rerun after a crash repeats no paid call."""
+    items = load_task_items(tasks_spec, limit=limit, seed=seed)
+    cache = cache or str(Path(out)) + ".cache.sqlite"
+    ds = asyncio.run(_record_with_pool(pool_path, items, out, cache=cache, concurrency=concurrency,
+                                       seed=seed, params=params, task_params=task_params))
+    print(summarize(ds))
+    return ds
+
+
+def cli_record(args) -> int:
+    """`baton record --pool P --tasks mmlu:200,gsm8k:50 --out F [--limit N] [--concurrency C]
+    [--cache DB] [--seed S]`."""
+    run_record(args.pool, args.tasks, args.out, limit=args.limit, concurrency=args.concurrency,
+               cache=args.cache, seed=args.seed)
+    return 0
+
+
+# -- the embedded default dataset ------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    """baton's cache root: $BATON_CACHE, else ~/.cache/baton."""
+    return Path(os.environ.get("BATON_CACHE") or Path.home() / ".cache" / "baton")
+
+
+def configs_dir() -> Path:
+    """The configs/ folder: $BATON_CONFIGS, else the one beside the `routers` package (the repo)."""
+    return Path(os.environ.get("BATON_CONFIGS") or CONFIGS)
+
+
+def embedded_dataset(seed: int = 0, n_mmlu: int = 600, n_gsm8k: int = 400, *,
+                     progress: bool = False) -> RoutingDataset:
+    """The simulated pool (configs/pools/simulated.yaml) recorded over a seeded sample of packaged
+    MMLU and GSM8K questions. Cached by seed, sizes and the pool file's hash; the first build takes
+    seconds (the simulation makes no model calls), later ones read the cache."""
+    pool_file = configs_dir() / "pools" / "simulated.yaml"
+    if not pool_file.is_file():
+        raise DataError(f"the simulated pool config is missing: {pool_file} (set BATON_CONFIGS to the "
+                        "repo's configs/ folder)", file=str(pool_file))
+    pool_hash = hashlib.sha256(pool_file.read_bytes()).hexdigest()[:12]
+    key = f"v{EMBEDDED_VERSION}-seed{seed}-mmlu{n_mmlu}-gsm8k{n_gsm8k}-pool{pool_hash}"
+    out = cache_dir() / "embedded" / f"{key}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec = ",".join(p for p in (f"mmlu:{n_mmlu}" if n_mmlu else "", f"gsm8k:{n_gsm8k}" if n_gsm8k else "") if p)
+    items = load_task_items(spec, seed=seed)
+    with _locked(out.with_suffix(".lock")):  # two processes building the same cache take turns
+        rows = read_records(out)
+        if len(rows) == len(items):
+            ds = records_to_dataset(rows, file=str(out), name="embedded", seed=seed)
+        else:
+            ds = asyncio.run(_record_with_pool(str(pool_file), items, str(out), cache=None, concurrency=64,
+                                               seed=seed, params=None, progress=progress, durable=False))
+    ds.name = "embedded"
+    ds.meta.update(pool=str(pool_file), cache_file=str(out), seed=seed)
+    return ds
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

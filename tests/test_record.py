@@ -1,0 +1,164 @@
+"""Recording routing data: grading, error cells, resume after a crash without repeated calls."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from routers.data import load_dataset
+from routers.errors import DataError
+from routers.pool.base import AuthFailed, RateLimited, WorkerReply
+from routers.record import cli_record, embedded_dataset, read_records, record
+from routers.tasks import get_task, load_task_items
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FakePool:
+    """Workers: 'right' always answers correctly, 'wrong' never, 'flaky' fails on chosen items.
+    `crash_after` raises a non-worker error (a crash) once that many calls were made."""
+
+    def __init__(self, items, *, fail_on=(), rate_limited_once=(), crash_after=None):
+        self.names = ["right", "wrong", "flaky"]
+        self.items = {it.id: it for it in items}
+        self.fail_on, self.rate_limited_once = set(fail_on), set(rate_limited_once)
+        self.crash_after = crash_after
+        self.calls: Counter = Counter()
+        self.params: list[dict] = []
+
+    async def call(self, worker, messages, **params):
+        if self.crash_after is not None and sum(self.calls.values()) >= self.crash_after:
+            raise RuntimeError("power cut")
+        item_id = params["item_id"]
+        self.calls[(worker, item_id)] += 1
+        self.params.append(params)
+        assert messages == [{"role": "user", "content": self.items[item_id].prompt}]
+        if worker == "flaky" and item_id in self.fail_on:
+            raise AuthFailed(worker, "invalid key")
+        if worker == "flaky" and item_id in self.rate_limited_once and self.calls[(worker, item_id)] == 1:
+            raise RateLimited(worker, "slow down", retry_after=0.01)
+        item = self.items[item_id]
+        text = get_task(item.task).render_answer(item, worker != "wrong", np.random.default_rng(0))
+        return WorkerReply(text=text, worker=worker, model=worker, input_tokens=10, output_tokens=5,
+                           cost=0.002 if worker == "right" else 0.001, latency_s=0.1)
+
+
+@pytest.fixture(scope="module")
+def items():
+    return load_task_items("mmlu:12,gsm8k:8", seed=0)
+
+
+def test_record_grades_every_cell_and_writes_native_jsonl(tmp_path, items):
+    bad = items[3].id
+    pool = FakePool(items, fail_on=[bad], rate_limited_once=[items[5].id])
+    out = tmp_path / "rec.jsonl"
+    ds = record(pool, items, out, progress=False, concurrency=4, params={"temperature": 0},
+                task_params={"gsm8k": {"max_tokens": 7}})
+    assert ds.models == ["right", "wrong", "flaky"] and len(ds) == 20
+    assert np.all(ds.scores[:, 0] == 1.0) and np.all(ds.scores[:, 1] == 0.0)
+    row = ds.ids.index(bad)
+    assert np.isnan(ds.scores[row, 2]) and np.isnan(ds.costs[row, 2])  # an error is missing, not 0
+    assert np.nansum(ds.scores[:, 2]) == 19
+    assert ds.meta["errors"] == {"flaky": 1}
+    assert pool.calls[("flaky", items[5].id)] == 2  # retried after the rate limit
+    assert pool.calls[("flaky", bad)] == 1          # auth errors are not retried
+    # per-task generation budgets, overridden by params
+    mmlu_params = next(p for p in pool.params if p["item_id"].startswith("mmlu"))
+    assert mmlu_params["max_tokens"] == get_task("mmlu").max_tokens and mmlu_params["temperature"] == 0
+    assert mmlu_params["role"] == "worker"
+    assert all(p["max_tokens"] == 7 for p in pool.params if p["item_id"].startswith("gsm8k"))
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 20
+    first = lines[0]
+    assert set(first) == {"id", "prompt", "category", "split", "answer", "task", "results"}
+    assert set(first["results"]["right"]) == {"score", "cost", "response", "input_tokens", "output_tokens", "latency"}
+    err = next(x for x in lines if x["id"] == bad)["results"]["flaky"]
+    assert err["score"] is None and "AuthFailed" in err["error"]
+    # the file loads back through the data loader, the same as the returned dataset
+    back = load_dataset(str(out))
+    assert back.ids == ds.ids and back.models == ds.models
+    np.testing.assert_array_equal(back.scores, ds.scores)
+    assert back.splits == ds.splits and set(back.splits) <= {"train", "validation", "test"}
+
+
+def test_resume_after_crash_repeats_no_finished_call(tmp_path, items):
+    out = tmp_path / "rec.jsonl"
+    crashing = FakePool(items, crash_after=25)
+    with pytest.raises(RuntimeError, match="power cut"):
+        record(crashing, items, out, progress=False, concurrency=2)
+    done = read_records(out)
+    assert 0 < len(done) < len(items)
+    done_ids = {r["id"] for r in done}
+    for r in done:
+        assert set(r["results"]) == {"right", "wrong", "flaky"}  # only whole queries are written
+    resumed = FakePool(items)
+    ds = record(resumed, items, out, progress=False, concurrency=2)
+    assert len(ds) == len(items) and sorted(ds.ids) == sorted(it.id for it in items)
+    called = {item_id for _, item_id in resumed.calls}
+    assert not called & done_ids
+    assert called == {it.id for it in items} - done_ids
+    assert all(n == 1 for n in resumed.calls.values())
+    assert ds.meta["resumed"] == len(done)
+    # a third run has nothing left to do
+    again = FakePool(items)
+    ds2 = record(again, items, out, progress=False)
+    assert not again.calls and len(ds2) == len(items)
+
+
+def test_torn_last_line_is_dropped_and_redone(tmp_path, items):
+    out = tmp_path / "rec.jsonl"
+    record(FakePool(items[:3]), items[:3], out, progress=False)
+    text = out.read_text()
+    out.write_text(text + text.splitlines()[0][:40])  # a crash in the middle of a write
+    assert len(read_records(out)) == 3
+    assert out.read_text() == text
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "a", "results": {}}\nnot json\n{"id": "b", "results": {}}\n')
+    with pytest.raises(DataError, match=r"broken.jsonl.*row 2"):
+        read_records(broken)
+
+
+def test_resume_with_another_pool_is_refused(tmp_path, items):
+    out = tmp_path / "rec.jsonl"
+    record(FakePool(items[:2]), items[:2], out, progress=False)
+    other = FakePool(items)
+    other.names = ["right", "wrong"]
+    with pytest.raises(DataError, match=r"rec.jsonl.*row 1.*record into a new file"):
+        record(other, items, out, progress=False)
+    assert not other.calls
+
+
+def test_duplicate_items_are_refused(tmp_path, items):
+    with pytest.raises(DataError, match="duplicate item id"):
+        record(FakePool(items), [items[0], items[0]], tmp_path / "x.jsonl", progress=False)
+
+
+def test_cli_record_with_the_simulated_pool(tmp_path, capsys):
+    out = tmp_path / "sim.jsonl"
+    args = SimpleNamespace(pool=str(REPO / "configs/pools/simulated.yaml"), tasks="mmlu:6,gsm8k:4", out=str(out), limit=None,
+                           concurrency=4, cache=None, seed=0)
+    assert cli_record(args) == 0
+    ds = load_dataset(str(out))
+    assert len(ds) == 10 and ds.n_models == 6 and not np.isnan(ds.scores).any()
+    assert "gsm8k" in capsys.readouterr().out
+    assert (tmp_path / "sim.jsonl.cache.sqlite").exists()
+
+
+def test_embedded_dataset_is_cached_and_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATON_CACHE", str(tmp_path))
+    ds = embedded_dataset(seed=0, n_mmlu=30, n_gsm8k=20)
+    files = list((tmp_path / "embedded").glob("*.jsonl"))
+    assert len(files) == 1 and len(ds) == 50 and ds.n_models == 6
+    assert Counter(t for t in ds.meta["tasks"]) == {"mmlu": 30, "gsm8k": 20}
+    mtime = files[0].stat().st_mtime_ns
+    again = embedded_dataset(seed=0, n_mmlu=30, n_gsm8k=20)
+    assert files[0].stat().st_mtime_ns == mtime  # read from the cache, not re-recorded
+    np.testing.assert_array_equal(again.scores, ds.scores)
+    assert again.ids == ds.ids
+    other = embedded_dataset(seed=1, n_mmlu=30, n_gsm8k=20)
+    assert other.ids != ds.ids
