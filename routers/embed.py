@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import re
 import sqlite3
 import threading
@@ -26,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from routers.models import cache_root
 from routers.errors import ConfigError
 
 DEFAULT_ENCODER = "minilm"
@@ -41,10 +41,6 @@ class TextEncoder(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
-
-def cache_root() -> Path:
-    """Root of baton's user cache (env BATON_CACHE, else ~/.cache/baton)."""
-    return Path(os.environ.get("BATON_CACHE") or Path.home() / ".cache" / "baton")
 
 
 def _sha(s: str) -> str:

