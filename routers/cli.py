@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     # baton serve
     s = sub.add_parser("serve", help="serve routers behind an OpenAI-compatible API")
     s.add_argument("--router", action="append", required=True, help="checkpoint dir or baseline name (repeatable)")
-    s.add_argument("--pool", required=True, help="pool YAML")
+    s.add_argument("--pool", default=None, help="pool YAML (optional when --router is a `baton export` directory)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)

@@ -244,7 +244,7 @@ def test_single_choice_serving(fitted, data):
     prompt = next(p for p, c in zip(data[2].prompts, data[2].categories) if c == "code")
     msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": prompt}]
     ep = asyncio.run(sr.answer(msgs, call))
-    assert len(calls) == 1 and calls[0][1] == {"role": "answer"}
+    assert len(calls) == 1 and calls[0][1] == {"role": "worker"}
     assert calls[0][0] == fitted["knn"].rank(prompt) and calls[0][0][0] == "mid-code"
     assert ep.answer == "42" and len(ep.steps) == 1 and ep.steps[0].worker == "mid-code"
     assert ep.orchestration_input_tokens == len(prompt.split()) and ep.orchestration_latency_s > 0

@@ -30,7 +30,7 @@ class SingleChoice(ServingRouter):
         t0 = time.perf_counter()
         ranking = [w for w in self.router.rank(prompt, lam) if w in self.workers]
         latency = time.perf_counter() - t0
-        reply = await call(ranking, messages, {"role": "answer"})
+        reply = await call(ranking, messages, {"role": "worker"})  # the role a single answer plays
         return Episode(answer=reply.text, steps=[Step(worker=reply.worker, role="answer", reply=reply, candidates=ranking)],
                        orchestration_input_tokens=self._prompt_tokens(prompt),
                        orchestration_latency_s=latency, meta={"router": self.router.name, "lam": lam})

@@ -1,0 +1,106 @@
+"""Run a set of TRINITY ablations over one base config and write the table (markdown + JSON + plot).
+
+Each ablation file (configs/trinity/ablations/*.yaml) states only what it changes; that change is
+applied over --base (default: its own `base:`), with the same seed and --set overrides for every
+row, so rows differ only by the ablation. An ablation that cannot run on this base (e.g. a roles
+ablation on a single-turn base) is listed with the reason instead of a number.
+
+    python scripts/ablate.py --base configs/trinity/route.yaml --train ../shared/data/llmrouter \
+        --out outputs/ablate-llmrouter configs/trinity/ablations/head_*.yaml configs/trinity/ablations/opt_*.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from routers.errors import BatonError
+from trinity.config import _merge, apply_overrides, from_dict, read_yaml
+
+
+def ablation_config(base: Path, ablation: Path | None, overrides: list[str], train: str | None):
+    data = read_yaml(base)
+    if ablation is not None:
+        delta = yaml.safe_load(ablation.read_text()) or {}
+        delta.pop("base", None)
+        data = _merge(data, delta)
+    if train:
+        data = _merge(data, {"data": {"train": train}})
+    return apply_overrides(from_dict(data), overrides)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ablations", nargs="+", help="ablation YAML files")
+    p.add_argument("--base", required=True, help="the config every row starts from (row 'base')")
+    p.add_argument("--train", default=None, help="training data spec (as `baton train trinity --train`)")
+    p.add_argument("--out", default="outputs/ablate")
+    p.add_argument("--set", nargs="*", default=[], dest="overrides", help="key=value overrides for every row")
+    args = p.parse_args(argv)
+
+    from trinity.train import load_routing_data, train_route, run
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    shared = {}  # route rows reuse one dataset load and one coordinator
+    for name, file in [("base", None)] + [(Path(a).stem, Path(a)) for a in args.ablations]:
+        t0 = time.perf_counter()
+        try:
+            cfg = ablation_config(Path(args.base), file, args.overrides, args.train)
+            if cfg.data.task == "route":
+                if "data" not in shared:
+                    shared["data"] = load_routing_data(cfg)
+                key = (cfg.coordinator.model, cfg.coordinator.layer, cfg.coordinator.position, cfg.coordinator.max_tokens)
+                if shared.get("coord_key") != key:
+                    from trinity.coordinator import Coordinator
+                    shared["coord"], shared["coord_key"] = Coordinator.from_config(cfg.coordinator), key
+                m = train_route(cfg, *shared["data"], out=out / name, coordinator=shared["coord"])
+            else:
+                m = run(cfg, out=out / name)
+            test = m.get("test") or {}
+            rows.append({"ablation": name, "train_accuracy": m["train"]["accuracy"],
+                         "test_accuracy": test.get("accuracy"), "test_cost": test.get("cost"),
+                         "optimizer": cfg.train.optimizer, "head": cfg.head.kind,
+                         "seconds": time.perf_counter() - t0})
+        except BatonError as e:
+            rows.append({"ablation": name, "skipped": str(e)})
+        print(json.dumps(rows[-1]), flush=True)
+
+    (out / "ablations.json").write_text(json.dumps({"base": args.base, "train": args.train,
+                                                    "overrides": args.overrides, "rows": rows}, indent=2))
+    lines = ["| ablation | train acc | test acc | test cost $/q | optimizer | head | s |", "|---|---|---|---|---|---|---|"]
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['ablation']} | n/a: {r['skipped']} | | | | | |")
+        else:
+            lines.append(f"| {r['ablation']} | {fmt(r['train_accuracy'], '.3f')} | {fmt(r['test_accuracy'], '.3f')} | "
+                         f"{fmt(r['test_cost'], '.2e')} | {r['optimizer']} | {r['head']} | {r['seconds']:.0f} |")
+    cmd = "python scripts/ablate.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    (out / "ablations.md").write_text(f"Command: `{cmd}`\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    done = [r for r in rows if r.get("test_accuracy") is not None or r.get("train_accuracy") is not None]
+    if done:
+        fig, ax = plt.subplots(figsize=(8, 0.4 * len(done) + 1.5))
+        vals = [r["test_accuracy"] if r.get("test_accuracy") is not None else r["train_accuracy"] for r in done]
+        ax.barh([r["ablation"] for r in done], vals)
+        ax.set_xlabel("test accuracy" if done[0].get("test_accuracy") is not None else "train accuracy")
+        ax.set_xlim(min(vals) - 0.05, max(vals) + 0.02)
+        ax.invert_yaxis()
+        fig.tight_layout()
+        fig.savefig(out / "ablations.png", dpi=120)
+    print(f"table in {out}/ablations.md, .json, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

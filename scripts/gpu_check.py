@@ -1,0 +1,172 @@
+"""One short TRINITY check for whenever a CUDA machine is at hand; writes JSON.
+
+Measures, on a randomly initialized Qwen3-0.6B-shaped coordinator built from its config (no
+download; random weights cost the same as trained ones):
+  1. coordinator feature throughput (tokens/s, bf16, batched, penultimate token);
+  2. one SVF-mode sep-CMA-ES generation: per candidate, apply SVF offsets to the 7 projections of
+     block -2 plus the (tied) embeddings, recompute features of Q queries, score a linear head;
+  3. one head-only generation (32 candidates x 5,000 cached features, 16 sampled repeats).
+The tokenizer is a byte-level BPE built in place (one token per byte), so nothing is downloaded.
+
+    python scripts/gpu_check.py [--out outputs/gpu_check.json]
+    python scripts/gpu_check.py --allow-cpu --small      # the same code paths, tiny sizes, on CPU
+
+Without CUDA (and without --allow-cpu) it prints a message, writes {"cuda": false, ...} and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+QWEN3_06B = dict(vocab_size=151_936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                 num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=40_960,
+                 rope_theta=1_000_000.0, rms_norm_eps=1e-6, tie_word_embeddings=True)
+SMALL = dict(QWEN3_06B, vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+
+
+def byte_tokenizer():
+    """A real byte-level BPE tokenizer without merges (one token per byte), built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {"<pad>": 0, "<s>": 1}
+    vocab.update({ch: i + 2 for i, ch in enumerate(sorted(alphabet))})
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>")
+
+
+def texts(n: int, chars: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words = ["route", "model", "question", "answer", "prove", "integral", "python", "verify", "cost",
+             "the", "of", "and", "which", "compute", "explain", "list", "value", "given", "find"]
+    out = []
+    for i in range(n):
+        s = f"user: [{i}] " + " ".join(rng.choice(words, size=chars // 5))
+        out.append(s[:chars])
+    return out
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="outputs/gpu_check.json")
+    ap.add_argument("--allow-cpu", action="store_true", help="run on CPU when CUDA is absent (tests)")
+    ap.add_argument("--small", action="store_true", help="tiny Qwen3-shaped model and sizes (tests)")
+    ap.add_argument("--tokens", type=int, default=128, help="tokens per text")
+    ap.add_argument("--texts", type=int, default=1024, help="texts for the throughput measurement")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--svf-queries", type=int, default=64, help="queries per candidate in the SVF generation")
+    ap.add_argument("--workers", type=int, default=7)
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.allow_cpu:
+        msg = "gpu_check: no CUDA device here; nothing measured (run it on a GPU machine, or --allow-cpu)"
+        print(msg)
+        out.write_text(json.dumps({"cuda": False, "message": msg}, indent=2))
+        return 0
+    if args.small:
+        args.texts, args.svf_queries, args.tokens, args.batch = min(args.texts, 32), min(args.svf_queries, 8), min(args.tokens, 32), min(args.batch, 16)
+    device = "cuda" if cuda else "cpu"
+    dtype = torch.bfloat16 if cuda else torch.float32
+
+    import cma
+    from transformers import AutoModelForCausalLM, Qwen3Config
+
+    from trinity.config import FitnessConfig
+    from trinity.coordinator import Coordinator
+    from trinity.fitness import SelectionObjective
+    from trinity.heads import make_head
+
+    shape = SMALL if args.small else QWEN3_06B
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_config(Qwen3Config(**shape), dtype=dtype).to(device).eval()
+    sync(device)
+    build_s = time.perf_counter() - t0
+    coord = Coordinator.from_model(model, byte_tokenizer(), "qwen3-0.6b-random" + ("-small" if args.small else ""),
+                                   max_tokens=args.tokens, batch_size=args.batch, device=device,
+                                   dtype="bfloat16" if cuda else "float32", disk_cache=False)
+    result: dict = {"cuda": cuda, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+                    "dtype": str(dtype).replace("torch.", ""), "model_shape": shape, "build_s": build_s,
+                    "torch": torch.__version__}
+
+    # 1. feature throughput (warm up once, then a timed pass over fresh texts: no cache hits)
+    coord.features(texts(args.batch, args.tokens, seed=99))
+    batch = texts(args.texts, args.tokens, seed=0)
+    ntok = sum(coord.count_tokens(batch))
+    sync(device)
+    t0 = time.perf_counter()
+    feats = coord.features(batch)
+    sync(device)
+    dt = time.perf_counter() - t0
+    result["features"] = {"texts": len(batch), "tokens": ntok, "seconds": dt, "tokens_per_s": ntok / dt,
+                          "batch": args.batch}
+    print(f"features: {ntok / dt:,.0f} tokens/s ({len(batch)} texts x ~{ntok // len(batch)} tokens, {dt:.2f} s)")
+
+    # 2. one SVF-mode sep-CMA-ES generation
+    L = args.workers
+    t0 = time.perf_counter()
+    svf = coord.enable_svf()
+    sync(device)
+    svd_s = time.perf_counter() - t0
+    head = make_head("linear", L, coord.d)
+    n = svf.n_params + head.n_params
+    rng = np.random.default_rng(0)
+    q_texts = texts(args.svf_queries, args.tokens, seed=1)
+    scores = (rng.random((len(q_texts), L)) < 0.5).astype(np.float64)
+    es = cma.CMAEvolutionStrategy(np.zeros(n), 0.03, {"CMA_diagonal": True, "seed": 1, "verbose": -9})
+    t0 = time.perf_counter()
+    X = np.asarray(es.ask())
+    fit = []
+    for x in X:
+        svf.apply(x[:svf.n_params])
+        F = coord.features(q_texts)
+        logits = head.population_logits(x[None, svf.n_params:], F)[0, :, :L]
+        fit.append(-float(scores[np.arange(len(q_texts)), logits.argmax(1)].mean()))
+    es.tell(list(X), fit)
+    sync(device)
+    gen_s = time.perf_counter() - t0
+    svf.restore()
+    result["svf_generation"] = {"n_params": n, "svf_params": svf.n_params, "head_params": head.n_params,
+                                "popsize": len(X), "queries_per_candidate": len(q_texts), "svd_s": svd_s,
+                                "seconds": gen_s, "targets": svf.names}
+    print(f"SVF generation: {len(X)} candidates x {len(q_texts)} queries, n={n}: {gen_s:.2f} s (SVDs once: {svd_s:.2f} s)")
+
+    # 3. head-only generation on cached features (the paper-scale d)
+    N, P = (500 if args.small else 5000), 32
+    feats = np.random.default_rng(2).standard_normal((N, coord.d)).astype(np.float32)
+    obj = SelectionObjective(head, feats, (rng.random((N, L)) < 0.5).astype(float), [f"w{j}" for j in range(L)],
+                             fitness=FitnessConfig(), repeats=16, seed=0)
+    Xh = np.random.default_rng(3).standard_normal((P, head.n_params)) * 0.03
+    obj.evaluate(Xh[:2], 0)
+    t0 = time.perf_counter()
+    obj.evaluate(Xh, 1)
+    head_s = time.perf_counter() - t0
+    result["head_generation"] = {"candidates": P, "queries": N, "repeats": 16, "seconds": head_s}
+    print(f"head-only generation: {P} candidates x {N} queries: {head_s:.3f} s")
+    if cuda:
+        result["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

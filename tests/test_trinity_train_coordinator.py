@@ -1,0 +1,161 @@
+"""TRINITY training through the coordinator (tiny random Llama): SVF-mode selection, multi-turn
+episodes against a fake pool, and train_route writing a checkpoint that loads back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from routers.data.schema import RoutingDataset
+from routers.pool.base import WorkerReply
+from trinity.config import TrinityConfig, apply_overrides
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import os
+    os.environ.setdefault("BATON_CACHE", str(tmp_path_factory.mktemp("cache")))
+    from trinity.coordinator import Coordinator
+    return Coordinator("tiny", max_tokens=24, disk_cache=False)
+
+
+def toy_dataset(n=40):
+    """Two workers: 'math' solves questions about numbers, 'words' the rest."""
+    rng = np.random.default_rng(0)
+    prompts, scores = [], []
+    for i in range(n):
+        if i % 2:
+            prompts.append(f"compute {rng.integers(100)} plus {rng.integers(100)}")
+            scores.append([1.0, 0.0])
+        else:
+            prompts.append(f"define the word {['apple', 'river', 'cloud', 'stone'][i % 4]}")
+            scores.append([0.0, 1.0])
+    return RoutingDataset(ids=[str(i) for i in range(n)], prompts=prompts, categories=["x"] * n,
+                          splits=["train"] * (n - 10) + ["test"] * 10, models=["math", "words"],
+                          scores=np.array(scores), costs=np.tile([2e-3, 1e-3], (n, 1)))
+
+
+def route_cfg(*overrides):
+    return apply_overrides(TrinityConfig(), ["head.roles=false", "train.wandb=false", "train.iterations=3",
+                                             "train.popsize=6", "train.repeats=2", "train.sigma0=0.1",
+                                             *overrides])
+
+
+def test_train_route_writes_a_checkpoint_that_loads(tiny, tmp_path):
+    from trinity.checkpoint import load
+    from trinity.train import train_route
+    ds = toy_dataset()
+    cfg = route_cfg()
+    m = train_route(cfg, ds.split("train"), ds.split("test"), out=tmp_path / "ck", coordinator=tiny)
+    assert set(m["test"]) >= {"accuracy", "cost", "best_single", "oracle"}
+    assert (tmp_path / "ck" / "router.safetensors").is_file() and (tmp_path / "ck" / "history.json").is_file()
+    model = load(tmp_path / "ck", coordinator=tiny)
+    assert model.workers == ["math", "words"] and model.head.n_agents == 2 and model.head.n_roles == 0
+    # the restored head routes the test prompts exactly as the training run evaluated them
+    from trinity.train import route_texts
+    choice = model.agent_logits(route_texts(ds.split("test").prompts)).argmax(1)
+    S = ds.split("test").scores
+    assert S[np.arange(len(choice)), choice].mean() == pytest.approx(m["test"]["accuracy"])
+
+
+def test_svf_mode_trains_offsets_and_head(tiny, tmp_path):
+    from trinity.train import train_route
+    ds = toy_dataset(16)
+    cfg = route_cfg("svf.enabled=true", "train.mode=svf", "train.iterations=2", "train.popsize=4")
+    before = tiny.features(["user: hello"]).numpy().copy()
+    m = train_route(cfg, ds.split("train"), None, out=tmp_path / "svf", coordinator=tiny)
+    from safetensors.numpy import load_file
+    t = load_file(str(tmp_path / "svf" / "router.safetensors"))
+    assert t["svf_offsets"].size == tiny.svf.n_params and np.any(t["svf_offsets"] != 0)
+    assert "train" in m
+    tiny.svf.restore()
+    np.testing.assert_allclose(tiny.features(["user: hello"]).numpy(), before, atol=1e-5)
+
+
+class FakePool:
+    """Worker 'good' answers with the item's answer, 'bad' says nothing useful; verifiers accept."""
+
+    names = ["good", "bad"]
+
+    def __init__(self, items):
+        self.answers = {it.id: it.answer for it in items}
+
+    async def call(self, worker, messages, **params):
+        role = params.get("role")
+        if role == "verifier":
+            text = "VERDICT: ACCEPT"
+        elif role == "thinker":
+            text = "[thinker] think harder <suggested_role>worker</suggested_role>"
+        else:
+            text = f"answer {self.answers[params['item_id']]}" if worker == "good" else "no idea"
+        return WorkerReply(text=text, worker=worker, model=worker, input_tokens=10, output_tokens=5,
+                           cost=1e-4 if worker == "good" else 1e-5, latency_s=0.0)
+
+
+def test_episode_objective_runs_population_and_grades(tiny):
+    from routers.tasks.base import TaskItem
+    from trinity.config import FitnessConfig, ProtocolConfig
+    from trinity.episodes import EpisodeObjective
+    from trinity.heads import make_head
+    from trinity.optimizers import optimize
+    from trinity.config import TrainConfig
+    items = [TaskItem(id=f"q{i}", prompt=f"what is {i} + 1?", answer=str(i + 1), task="toy", category="toy")
+             for i in range(6)]
+    grade = lambda text, it: float(text == f"answer {it.answer}")  # noqa: E731
+    head = make_head("linear", 2, tiny.d)
+    obj = EpisodeObjective(items, FakePool(items), tiny, head, ["good", "bad"], ProtocolConfig(max_turns=2),
+                           fitness=FitnessConfig(turn_bonus=0.1), repeats=2, seed=0, grader=grade)
+    X = np.zeros((3, obj.n_params))
+    W = np.zeros((5, tiny.d))
+    F = tiny.features(["user: what is 1 + 1?"]).numpy()[0]
+    W[0] = 50 * F / (F @ F)                 # agent 'good'
+    W[3] = 50 * F / (F @ F)                 # role 'worker'
+    X[2] = W.reshape(-1)
+    res = obj.evaluate(X, 0, [0, 1, 2])
+    assert res[2].accuracy > res[0].accuracy
+    assert res[2].worker_hist.get("good", 0) > 0 and sum(res[2].role_hist.values()) >= 6
+    assert res[0].fitness == obj.evaluate(X[:1], 0, [0])[0].fitness  # seeded per candidate
+    out = optimize(obj, TrainConfig(iterations=2, popsize=4, repeats=1, sigma0=0.5, wandb=False))
+    assert len(out.history) == 2 and out.history[0]["roles"]
+
+
+@pytest.mark.slow
+def test_accelerate_two_processes_match_one(tmp_path, monkeypatch):
+    """`accelerate launch --multi_gpu --num_processes 2 scripts/train_trinity.py` on CPU: each rank evaluates half
+    the population; the gathered run equals a single-process run with the same seed."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from routers.data import save_jsonl
+    from trinity.config import load_config
+    from trinity.train import run
+    repo = Path(__file__).resolve().parents[1]
+    data = tmp_path / "toy.jsonl"
+    save_jsonl(toy_dataset(24), data)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(f"""
+coordinator: {{model: tiny, max_tokens: 24}}
+head: {{kind: selection, roles: false}}
+train: {{popsize: 6, iterations: 3, repeats: 2, sigma0: 0.1, wandb: false, seed: 5}}
+data: {{task: route, train: {data}}}
+""")
+    env = {**os.environ, "BATON_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    launcher = Path(sys.executable).parent / "accelerate"
+    proc = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no",
+                           str(repo / "scripts" / "train_trinity.py"), "--config", str(cfg_file),
+                           "--out", str(tmp_path / "two")],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sharded over 2 processes" in proc.stdout + proc.stderr
+    monkeypatch.setenv("BATON_CACHE", env["BATON_CACHE"])
+    run(load_config(cfg_file), out=tmp_path / "one")
+    two = json.loads((tmp_path / "two" / "history.json").read_text())
+    one = json.loads((tmp_path / "one" / "history.json").read_text())
+    assert [h["best_fitness"] for h in two] == [h["best_fitness"] for h in one]
+    from safetensors.numpy import load_file
+    np.testing.assert_array_equal(load_file(str(tmp_path / "two" / "router.safetensors"))["head"],
+                                  load_file(str(tmp_path / "one" / "router.safetensors"))["head"])

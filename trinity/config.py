@@ -1,0 +1,298 @@
+"""TRINITY run configuration: nested dataclasses, read from YAML, overridable by `a.b=c` strings.
+
+One `TrinityConfig` describes a run end to end (coordinator, SVF, head, protocol, fitness, training,
+data), is written into checkpoints (config.json) and is what `baton train trinity` and the scripts
+take. Unknown keys and wrongly typed values are refused with a `ConfigError` naming the key, so a
+typo in a YAML file or an override never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from routers.errors import ConfigError
+
+ROLES = ("thinker", "worker", "verifier")
+OPTIMIZERS = ("sep-cma-es", "random-search", "reinforce", "sft", "two-stage")
+
+
+@dataclass
+class CoordinatorConfig:
+    """The LM that reads the transcript; its hidden state is the router's feature."""
+    model: str = "smollm2"           # "smollm2", "tiny", an HF id (e.g. Qwen/Qwen3-0.6B) or a local path
+    layer: int = -1                  # hidden-state index (-1 = last layer)
+    position: int = -2               # token position of the feature (-2 = penultimate, as in the paper)
+    max_tokens: int = 128            # transcript tokens kept per forward pass
+    batch_size: int = 16
+    dtype: str = "float32"
+    device: str = "cpu"
+    random_init: bool = False        # build from config with random weights (GPU timing checks)
+
+
+@dataclass
+class SVFConfig:
+    """Singular-value offsets trained beside the head (paper: 7 projections of one layer + embeddings)."""
+    enabled: bool = False
+    layer: int = -2                  # which transformer block (negative = from the top)
+    modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                        "gate_proj", "up_proj", "down_proj"])
+    embeddings: bool = True          # also embed_tokens / lm_head where untied
+
+
+@dataclass
+class HeadConfig:
+    """Paper's Table 3 variants: linear, low-rank (rank), sparse, block-diagonal (blocks)."""
+    kind: str = "linear"             # linear | lowrank | sparse | blockdiag | selection (roles-free)
+    roles: bool = True               # False: roles-free selection head (L outputs), single-turn routing
+    rank: int = 14
+    blocks: int = 2
+    sparsity: float = 0.9
+
+
+@dataclass
+class ProtocolConfig:
+    max_turns: int = 5
+    roles: list[str] = field(default_factory=lambda: list(ROLES))
+    thinker_prompt: str = ("You are the Thinker. Analyse the task and the work so far, point out what is "
+                           "missing or wrong, and propose the next step. Do not give the final answer. "
+                           "You may end with <suggested_role>worker</suggested_role> or "
+                           "<suggested_role>verifier</suggested_role>.")
+    worker_prompt: str = "You are the Worker. Solve the task, using the discussion so far. Give the final answer."
+    verifier_prompt: str = ("You are the Verifier. Check the latest answer step by step. End with "
+                            "'VERDICT: ACCEPT' if it is correct, otherwise 'VERDICT: REJECT'.")
+    transcript_max_chars: int = 2000  # each turn's text is cut to this in the coordinator transcript
+    max_tokens: int = 4096            # worker generation cap
+    temperature: float = 0.1
+
+
+@dataclass
+class FitnessConfig:
+    """fitness = mean correctness + diversity_bonus * diversity + turn_bonus * turn_efficiency
+    - cost_weight * mean dollars per query. cost_weight 0 reproduces the paper's objective."""
+    diversity_bonus: float = 0.0
+    turn_bonus: float = 0.0
+    cost_weight: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "sep-cma-es"     # one of OPTIMIZERS
+    mode: str = "head"                # head: features cached once; svf: features recomputed per candidate
+    popsize: int | None = None        # None: pycma default ceil(4 + 3 ln n)
+    sigma0: float = 0.03
+    iterations: int = 60
+    repeats: int = 16                 # sampled episodes per candidate and query, averaged
+    sampling: str = "sample"          # sample (paper) | expected (exact mean under the softmax)
+    batch_size: int | None = None     # queries per generation (None: all)
+    seed: int = 0
+    wandb: bool = True
+    wandb_project: str = "baton-trinity"
+    # gradient baselines / stage 1 of two-stage
+    lr: float = 0.01
+    epochs: int = 50
+    tau: float = 0.1                  # soft-target temperature softmax(score / tau)
+
+
+@dataclass
+class DataConfig:
+    train: str = "embedded"           # dataset spec (routers.data.load_dataset) or "embedded"
+    test: str | None = None           # None: the test split of `train`
+    pool: str | None = None           # pool YAML (episode task)
+    task: str = "route"               # route: single-turn selection on a recorded dataset; episode: multi-turn
+                                      # (episode: train = task items, e.g. "mmlu:200,gsm8k:100")
+    limit: int | None = None          # at most this many training queries
+    validation_fraction: float = 0.0
+    encoder: str | None = None        # route only: routers.embed encoder (e.g. minilm) instead of the coordinator
+
+
+@dataclass
+class TrinityConfig:
+    name: str = "trinity"
+    coordinator: CoordinatorConfig = field(default_factory=CoordinatorConfig)
+    svf: SVFConfig = field(default_factory=SVFConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    fitness: FitnessConfig = field(default_factory=FitnessConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    out: str = "outputs/trinity"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "TrinityConfig":
+        _choice("train.optimizer", self.train.optimizer, OPTIMIZERS)
+        _choice("train.mode", self.train.mode, ("head", "svf"))
+        _choice("train.sampling", self.train.sampling, ("sample", "expected"))
+        _choice("head.kind", self.head.kind, ("linear", "lowrank", "sparse", "blockdiag", "selection"))
+        _choice("data.task", self.data.task, ("route", "episode"))
+        for r in self.protocol.roles:
+            _choice("protocol.roles", r, ROLES)
+        if "worker" not in self.protocol.roles:
+            raise ConfigError("protocol.roles: must include 'worker' (the answer is the last Worker output)")
+        positive = {"train.iterations": self.train.iterations, "train.repeats": self.train.repeats,
+                    "protocol.max_turns": self.protocol.max_turns, "coordinator.max_tokens": self.coordinator.max_tokens}
+        for k, v in positive.items():
+            if v < 1:
+                raise ConfigError(f"{k}: must be >= 1, got {v}")
+        if self.train.sigma0 <= 0:
+            raise ConfigError(f"train.sigma0: must be > 0, got {self.train.sigma0}")
+        if self.train.popsize is not None and self.train.popsize < 2:
+            raise ConfigError(f"train.popsize: must be >= 2 (or null for the default), got {self.train.popsize}")
+        if self.train.mode == "svf" and not self.svf.enabled:
+            raise ConfigError("train.mode: 'svf' needs svf.enabled: true")
+        return self
+
+
+def _choice(key: str, value: Any, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+# -- typed construction from plain dicts ------------------------------------------------------------
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """`value` as type `tp` (a dataclass, Optional, list[...], dict, or scalar), or ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported field type {tp}")
+
+
+def _build(cls, data: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key {where}{unknown[0]}; known keys{' in ' + prefix if prefix else ''}: "
+                          f"{', '.join(sorted(names))}")
+    kw = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kw)
+
+
+def from_dict(data: dict) -> TrinityConfig:
+    return _build(TrinityConfig, dict(data or {})).validate()
+
+
+def apply_overrides(cfg: TrinityConfig, overrides: list[str]) -> TrinityConfig:
+    """Apply `a.b=c` strings; `c` is parsed as YAML (so 3, 0.5, true, null, [a, b] work) then
+    type-checked against the field."""
+    data = cfg.to_dict()
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r}: expected KEY=VALUE, e.g. train.iterations=10")
+        key, raw = ov.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {key}: cannot parse value {raw!r} ({e})") from None
+        node, parts = data, key.split(".")
+        for i, p in enumerate(parts[:-1]):
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"override {key}: unknown config key {'.'.join(parts[:i + 1])}")
+            node = node[p]
+        if parts[-1] not in node:
+            raise ConfigError(f"override {key}: unknown config key {key}")
+        node[parts[-1]] = value
+    return from_dict(data)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
+    """A config file as a dict; `base: other.yaml` (relative to this file) is read first and this
+    file's keys are merged over it, so an ablation config states only what it changes."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    if p.resolve() in _seen:
+        raise ConfigError(f"{p}: 'base' chain loops back to itself")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of config sections")
+    base = data.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{p}: base must be a file name, got {base!r}")
+        data = _merge(read_yaml(p.parent / base, _seen + (p.resolve(),)), data)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrinityConfig:
+    """Read a YAML config (None: all defaults) and apply dotted overrides."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        data = read_yaml(p)
+        try:
+            cfg = from_dict(data)
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+    else:
+        cfg = TrinityConfig()
+    return apply_overrides(cfg, overrides or []) if overrides else cfg
+
+
+def default_popsize(n_params: int) -> int:
+    """pycma's default population, 4 + floor(3 ln n) (33 at the paper's 19,456 parameters)."""
+    import math
+    return 4 + int(3 * math.log(n_params))

@@ -1,0 +1,161 @@
+"""The optimizers compared in the paper's Table 2, on the same objective and budget, and one entry
+point, `optimize`, that picks one by `TrainConfig.optimizer`.
+
+- sep-cma-es: `trinity.trainer.CMAESTrainer` (the method).
+- random-search: each generation samples `popsize` candidates around the best so far with a fixed
+  step sigma0 and keeps the best (same number of fitness evaluations as CMA-ES).
+- reinforce: policy gradient on the head's softmax with a mean baseline, Adam; per iteration it
+  samples as many episodes as one CMA-ES generation does (popsize x repeats per query).
+- sft: cross-entropy of the head on per-query best-worker labels (ties to the better mean score,
+  then the cheaper worker; queries where all workers score the same are left out).
+- two-stage: SFT on soft targets softmax(score / tau) with a KL loss, then sep-CMA-ES from there
+  (the Fugu recipe).
+
+The gradient methods need a differentiable head: they train the linear head (head.kind = linear)
+on the cached features of a `SelectionObjective`; the flat layout is W (outputs x d), row-major,
+agent rows first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from routers.errors import ConfigError
+from trinity.config import TrainConfig, default_popsize
+from trinity.fitness import Objective, SelectionObjective
+from trinity.trainer import CMAESTrainer, RunLogger, TrainResult, summarize
+
+
+def _popsize(cfg: TrainConfig, n: int) -> int:
+    return int(cfg.popsize) if cfg.popsize is not None else default_popsize(n)
+
+
+def random_search(objective: Objective, cfg: TrainConfig, run_config: dict | None = None,
+                  out_dir: str | Path | None = None) -> TrainResult:
+    rng = np.random.default_rng([cfg.seed, 7])
+    P = _popsize(cfg, objective.n_params)
+    best_x, best_f = objective.x0(), -np.inf
+    history = []
+    log = RunLogger(cfg, cfg.iterations, 0, None if out_dir is None else Path(out_dir), run_config,
+                    "random-search", enabled=True, desc="random search")
+    try:
+        for g in range(cfg.iterations):
+            X = best_x[None] + cfg.sigma0 * rng.standard_normal((P, objective.n_params))
+            res = objective.evaluate(X, g, list(range(P)))
+            k = int(np.argmax([r.fitness for r in res]))
+            if res[k].fitness > best_f:
+                best_x, best_f = X[k].copy(), res[k].fitness
+            row = summarize(g, res, cfg.sigma0, 0.0)
+            history.append(row)
+            log.log(row)
+    finally:
+        log.close()
+    return TrainResult(x=best_x, best_x=best_x, best_fitness=float(best_f), history=history,
+                       evaluations=P * cfg.iterations)
+
+
+def _linear_dims(objective: SelectionObjective) -> tuple[int, int, int]:
+    if not isinstance(objective, SelectionObjective):
+        raise ConfigError("train.optimizer: gradient optimizers (reinforce, sft, two-stage) train the head on "
+                          "cached features (data.task: route, train.mode: head)")
+    d = objective.features.shape[1]
+    kind = getattr(objective.head, "kind", "linear")
+    if kind not in ("linear", "selection") or objective.n_params % d:
+        raise ConfigError(f"train.optimizer: gradient optimizers need head.kind: linear (got a {kind} head "
+                          f"with {objective.n_params} parameters for d={d})")
+    return objective.n_params // d, d, len(objective.workers)
+
+
+def _torch_head(objective: SelectionObjective, x0: np.ndarray):
+    import torch
+    n_out, d, _ = _linear_dims(objective)
+    W = torch.nn.Parameter(torch.tensor(np.asarray(x0, np.float32).reshape(n_out, d)))
+    return W, torch.tensor(objective.features)
+
+
+def _flat(W) -> np.ndarray:
+    return W.detach().numpy().astype(np.float64).reshape(-1)
+
+
+def supervised(objective: SelectionObjective, cfg: TrainConfig, soft: bool, x0: np.ndarray | None = None) -> TrainResult:
+    """Full-batch Adam on the agent logits: cross-entropy to the best worker (soft=False) or
+    KL(softmax(score/tau) || policy) (soft=True)."""
+    import torch
+    torch.manual_seed(cfg.seed)
+    _, _, L = _linear_dims(objective)
+    W, F = _torch_head(objective, objective.x0() if x0 is None else x0)
+    S = torch.tensor(objective.scores, dtype=torch.float32)
+    C = torch.tensor(objective.costs, dtype=torch.float32)
+    if soft:
+        target = torch.softmax(S / cfg.tau, dim=-1)
+        keep = torch.ones(len(S), dtype=torch.bool)
+    else:
+        # ties go to the worker with the better mean training score, then the cheaper one;
+        # queries where every worker scores the same carry no label and are left out
+        util = S + 1e-4 * S.mean(0) - 1e-6 * C
+        target = torch.nn.functional.one_hot(util.argmax(-1), L).float()
+        keep = (S.max(-1).values > S.min(-1).values)
+    opt = torch.optim.Adam([W], lr=cfg.lr)
+    history = []
+    for epoch in range(cfg.epochs):
+        logp = torch.log_softmax(F[keep] @ W[:L].T, dim=-1)
+        loss = -(target[keep] * logp).sum(-1).mean()   # = KL(target || p) + const for soft targets
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append({"epoch": epoch, "loss": float(loss.detach())})
+    x = _flat(W)
+    fit = objective.evaluate(x[None], 0, [0])[0]
+    return TrainResult(x=x, best_x=x, best_fitness=fit.fitness, history=history, evaluations=0)
+
+
+def reinforce(objective: SelectionObjective, cfg: TrainConfig, x0: np.ndarray | None = None) -> TrainResult:
+    """REINFORCE with a per-query mean baseline; reward = score - cost_weight * cost."""
+    import torch
+    torch.manual_seed(cfg.seed)
+    _, _, L = _linear_dims(objective)
+    W, F = _torch_head(objective, objective.x0() if x0 is None else x0)
+    S = torch.tensor(objective.scores, dtype=torch.float32)
+    R_all = S - objective.cfg.cost_weight * torch.tensor(objective.costs, dtype=torch.float32)
+    samples = _popsize(cfg, objective.n_params) * cfg.repeats
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam([W], lr=cfg.lr)
+    history = []
+    for g in range(cfg.iterations):
+        rows = torch.as_tensor(objective.batch(g))
+        logp = torch.log_softmax(F[rows] @ W[:L].T, dim=-1)             # (N, L)
+        a = torch.multinomial(logp.detach().exp(), samples, replacement=True, generator=gen)  # (N, K)
+        r = R_all[rows].gather(1, a)
+        adv = r - r.mean(1, keepdim=True)
+        loss = -(adv * logp.gather(1, a)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append({"generation": g, "mean_reward": float(r.mean())})
+    x = _flat(W)
+    fit = objective.evaluate(x[None], 0, [0])[0]
+    return TrainResult(x=x, best_x=x, best_fitness=fit.fitness, history=history,
+                       evaluations=cfg.iterations * _popsize(cfg, objective.n_params))
+
+
+def optimize(objective: Objective, cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool = False,
+             run_config: dict[str, Any] | None = None, name: str = "trinity", validate=None) -> TrainResult:
+    """Train with `cfg.optimizer`; every optimizer gets the same objective and budget.
+    `validate(x) -> score` lets the CMA-ES runs return their best mean on held-out queries."""
+    if cfg.optimizer == "sep-cma-es":
+        return CMAESTrainer(objective, cfg, out_dir, run_config, name, validate=validate).run(resume=resume)
+    if cfg.optimizer == "random-search":
+        return random_search(objective, cfg, run_config, out_dir)
+    if cfg.optimizer == "reinforce":
+        return reinforce(objective, cfg)
+    if cfg.optimizer == "sft":
+        return supervised(objective, cfg, soft=False)
+    if cfg.optimizer == "two-stage":
+        stage1 = supervised(objective, cfg, soft=True)
+        stage2 = CMAESTrainer(objective, cfg, out_dir, run_config, name, validate=validate).run(resume=resume, x0=stage1.x)
+        stage2.history = [{"stage": "sft", **h} for h in stage1.history] + stage2.history
+        return stage2
+    raise ConfigError(f"train.optimizer: unknown optimizer {cfg.optimizer!r}")

@@ -1,0 +1,108 @@
+"""A trained TRINITY checkpoint behind the project's two router interfaces.
+
+- `TrinityRouter` (`routers.baselines.base.Router`, needs_fit=False) for `baton eval`: quality is
+  the head's worker softmax on the single-turn transcript `user: <prompt>`.
+- `TrinityServingRouter` (`routers.episode.ServingRouter`) for `baton serve`: runs the multi-turn
+  protocol with argmax decisions, or single-turn selection for a roles-free head; the coordinator's
+  tokens are reported as orchestration_input_tokens.
+
+Cost trade-off `lam`: the head has no cost model, so lam uses the checkpoint's mean cost per worker
+(from training data, when saved) as `softmax - lam * mean_cost`, in single-turn selection only; the
+multi-turn protocol ignores lam.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+
+from routers.baselines.base import Router
+from routers.episode import CallFn, Episode, ServingRouter, Step, last_user_text
+from routers.errors import ConfigError
+from trinity.coordinator import render_transcript
+from trinity.heads import softmax
+from trinity.protocol import run_episode
+
+
+def selection_text(prompt: str) -> str:
+    """The transcript a single-turn selection reads (what training features are computed on)."""
+    return render_transcript([{"role": "user", "content": prompt}])
+
+
+class TrinityRouter(Router):
+    name = "trinity"
+    needs_fit = False
+
+    def __init__(self, model, **params: Any):
+        super().__init__(**params)
+        self.trinity = model
+        self.models = list(model.workers)
+        mc = model.mean_cost
+        self._mean_cost = None if mc is None else np.asarray(mc, dtype=np.float64)
+        self._cols = np.arange(len(self.models))   # dataset column -> head agent (-1: unknown)
+
+    def fit(self, train, validation=None) -> "TrinityRouter":
+        """Nothing is learned: align to the dataset's model order (and keep its mean costs)."""
+        missing = [w for w in self.trinity.workers if w not in train.models]
+        if missing:
+            raise ConfigError(f"trinity checkpoint routes to {', '.join(missing)}, which dataset "
+                              f"{train.name} does not have (it has {', '.join(train.models)})")
+        self.models = list(train.models)
+        self._cols = np.array([self.trinity.workers.index(m) if m in self.trinity.workers else -1
+                               for m in self.models])
+        costs = train.cost_matrix()
+        self._mean_cost = np.nanmean(costs, axis=0) if len(train) else np.zeros(train.n_models)
+        return self
+
+    def save(self, path):
+        """Write the TRINITY checkpoint again (not the baseline format: the weights live in the head)."""
+        from trinity.checkpoint import save
+        m = self.trinity
+        svf = m.coordinator.svf if m.config.get("svf") else None
+        return save(path, coordinator=m.coordinator, head=m.head, workers=m.workers, protocol=m.protocol,
+                    svf=svf, training=m.config.get("training"), metrics=m.config.get("metrics"),
+                    mean_cost=m.mean_cost)
+
+    def predict_quality(self, prompts: list[str], categories: list[str] | None = None) -> np.ndarray:
+        p = softmax(self.trinity.agent_logits([selection_text(q) for q in prompts]))  # (n, L)
+        out = np.zeros((len(prompts), len(self.models)))
+        known = self._cols >= 0
+        out[:, known] = p[:, self._cols[known]]
+        return out
+
+
+class TrinityServingRouter(ServingRouter):
+    def __init__(self, model, name: str = "trinity"):
+        self.trinity, self.name = model, name
+        self.workers = list(model.workers)
+
+    def describe(self) -> dict[str, Any]:
+        c = self.trinity.config
+        return {**super().describe(), "coordinator": c.get("coordinator", {}).get("model"),
+                "head": c.get("head", {}).get("kind"),
+                "mode": "selection" if self.trinity.head.n_roles == 0 else "multi-turn",
+                "max_turns": getattr(self.trinity.protocol, "max_turns", None)}
+
+    async def answer(self, messages: list[dict], call: CallFn, *, lam: float = 0.0) -> Episode:
+        m = self.trinity
+        if m.head.n_roles:
+            return await run_episode(messages, featurizer=m.coordinator, policy=m.policy(), call=call,
+                                     workers=self.workers, cfg=m.protocol, sample=False)
+        if not last_user_text(messages):
+            raise ConfigError("trinity: the request has no user message to route")
+        text = selection_text(last_user_text(messages))
+        t0 = time.perf_counter()
+        logits = await asyncio.to_thread(m.agent_logits, [text])
+        util = softmax(logits[0])
+        if lam and m.mean_cost is not None:
+            util = util - lam * m.mean_cost
+        ranking = [self.workers[j] for j in np.argsort(-util, kind="stable")]
+        dt = time.perf_counter() - t0
+        reply = await call(ranking, messages, {"role": "worker"})
+        return Episode(answer=reply.text, steps=[Step(worker=reply.worker, role="answer", reply=reply,
+                                                      candidates=ranking)],
+                       orchestration_input_tokens=sum(m.coordinator.count_tokens([text])),
+                       orchestration_latency_s=dt)
