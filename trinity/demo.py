@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 DEMO_BASELINES = "random,best-single,oracle,knn,mlp"
 
@@ -31,27 +30,15 @@ def demo_config(quick: bool):
 def run_demo(out: str, quick: bool = False) -> dict[str, Any]:
     from routers.evaluate import build_routers, evaluate
     from routers.pool.config import load_pool
-    from routers.record import embedded_dataset
-    from routers.tasks.registry import load_task_items
-    from trinity.train import train_episode
+    from trinity.train import embedded_episode_split, train_episode
 
     t0 = time.perf_counter()
     cfg = demo_config(quick)
     seed = cfg.train.seed
-    ds = embedded_dataset(seed)
-    items = {it.id: it for it in load_task_items("mmlu:600,gsm8k:400", seed=seed)}  # embedded_dataset's items
+    train_items, test_items, ds, te_idx = embedded_episode_split(cfg)
     train_ds, test_ds = ds.split("train"), ds.split("test")
-    n_train = cfg.data.limit or len(train_ds)
-    n_test = max(12, int(round(n_train * cfg.data.validation_fraction)))
-    rng = np.random.default_rng(seed)
-    tr_idx = np.sort(rng.permutation(len(train_ds))[:n_train])
-    te_idx = np.sort(rng.permutation(len(test_ds))[:n_test])
-    train_items = [items[i] for i in np.asarray(train_ds.ids)[tr_idx] if i in items]
-    test_items = [items[i] for i in np.asarray(test_ds.ids)[te_idx] if i in items]
-    if not train_items or not test_items:
-        raise RuntimeError("demo: the embedded dataset's ids do not match the packaged task items")
 
-    pool = load_pool("simulated")
+    pool = load_pool(cfg.data.pool)
     pool.register(train_items + test_items)
     out_dir = Path(out) / "trinity"
     print(f"TRINITY demo: {len(train_items)} training / {len(test_items)} held-out questions, "

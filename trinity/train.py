@@ -179,6 +179,29 @@ def load_items(spec: str, limit: int | None, seed: int) -> list:
     return [items[i] for i in rng.permutation(len(items))]
 
 
+def embedded_episode_split(cfg: TrinityConfig):
+    """The embedded default for episodes: packaged MMLU+GSM8K items of `routers.record.embedded_dataset`,
+    `data.limit` training items from its train split and `limit * validation_fraction` (at least 12)
+    held-out items from its test split, seeded. Returns (train_items, test_items, dataset, test_idx)
+    so callers can score the foundation baselines on exactly the held-out questions."""
+    from routers.record import embedded_dataset
+    from routers.tasks.registry import load_task_items
+    seed = cfg.train.seed
+    ds = embedded_dataset(seed)
+    items = {it.id: it for it in load_task_items("mmlu:600,gsm8k:400", seed=seed)}  # embedded_dataset's items
+    train_ds, test_ds = ds.split("train"), ds.split("test")
+    n_train = min(cfg.data.limit or len(train_ds), len(train_ds))
+    n_test = min(len(test_ds), max(12, int(round(n_train * cfg.data.validation_fraction))))
+    rng = np.random.default_rng(seed)
+    tr_idx = np.sort(rng.permutation(len(train_ds))[:n_train])
+    te_idx = np.sort(rng.permutation(len(test_ds))[:n_test])
+    train_items = [items[i] for i in np.asarray(train_ds.ids)[tr_idx] if i in items]
+    test_items = [items[i] for i in np.asarray(test_ds.ids)[te_idx] if i in items]
+    if len(train_items) != n_train or len(test_items) != n_test:
+        raise DataError("data.train 'embedded': the embedded dataset's ids do not match the packaged task items")
+    return train_items, test_items, ds, te_idx
+
+
 def train_episode(cfg: TrinityConfig, items: list, pool, *, test_items: list | None = None,
                   out: str | Path | None = None, resume: bool = False, coordinator=None) -> dict[str, Any]:
     """Train coordinator SVF (optional) and head on multi-turn episodes through `pool`."""
@@ -229,11 +252,15 @@ def run(cfg: TrinityConfig, out: str | Path | None = None, resume: bool = False)
         raise ConfigError("data.pool: data.task 'episode' needs a pool YAML")
     from routers.pool.config import load_pool
     pool = load_pool(cfg.data.pool)
-    items = load_items(cfg.data.train, cfg.data.limit, cfg.train.seed)
+    if cfg.data.train == "embedded":
+        train_items, test_items, _, _ = embedded_episode_split(cfg)
+    else:
+        items = load_items(cfg.data.train, cfg.data.limit, cfg.train.seed)
+        n_test = int(round(len(items) * cfg.data.validation_fraction))
+        train_items, test_items = items[n_test:], items[:n_test]
     if hasattr(pool, "register"):
-        pool.register(items)
-    n_test = int(round(len(items) * cfg.data.validation_fraction))
-    return train_episode(cfg, items[n_test:], pool, test_items=items[:n_test] or None, out=out, resume=resume)
+        pool.register(train_items + test_items)
+    return train_episode(cfg, train_items, pool, test_items=test_items or None, out=out, resume=resume)
 
 
 def cli_train(args) -> int:

@@ -161,8 +161,6 @@ def export(checkpoint: str | Path, out: str | Path, *, pool: str | None = None, 
         raise CheckpointError(f"{ckpt}: already an export; serve it directly")
     rtype, cfg = _checkpoint_meta(ckpt)
     pool_spec = pool or _trained_pool(cfg)
-    if pool_spec == "embedded":   # trainers' name for the bundled default pool
-        pool_spec = "simulated"
     if pool_spec is None:
         raise ConfigError(f"{ckpt}: the checkpoint does not name its pool; pass --pool POOL.yaml")
     pool_raw, pool_src = _portable_pool(pool_spec)
