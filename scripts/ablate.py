@@ -65,6 +65,7 @@ def main(argv=None) -> int:
             test = m.get("test") or {}
             rows.append({"ablation": name, "train_accuracy": m["train"]["accuracy"],
                          "test_accuracy": test.get("accuracy"), "test_cost": test.get("cost"),
+                         "test_turns": test.get("turns"),
                          "optimizer": cfg.train.optimizer, "head": cfg.head.kind,
                          "seconds": time.perf_counter() - t0})
         except BatonError as e:
@@ -73,14 +74,15 @@ def main(argv=None) -> int:
 
     (out / "ablations.json").write_text(json.dumps({"base": args.base, "train": args.train,
                                                     "overrides": args.overrides, "rows": rows}, indent=2))
-    lines = ["| ablation | train acc | test acc | test cost $/q | optimizer | head | s |", "|---|---|---|---|---|---|---|"]
+    lines = ["| ablation | train acc | test acc | test cost $/q | test turns | optimizer | head | s |",
+             "|---|---|---|---|---|---|---|---|"]
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['ablation']} | n/a: {r['skipped']} | | | | | |")
+            lines.append(f"| {r['ablation']} | n/a: {r['skipped']} | | | | | | |")
         else:
             lines.append(f"| {r['ablation']} | {fmt(r['train_accuracy'], '.3f')} | {fmt(r['test_accuracy'], '.3f')} | "
-                         f"{fmt(r['test_cost'], '.2e')} | {r['optimizer']} | {r['head']} | {r['seconds']:.0f} |")
+                         f"{fmt(r['test_cost'], '.2e')} | {fmt(r.get('test_turns'), '.2f')} | {r['optimizer']} | {r['head']} | {r['seconds']:.0f} |")
     cmd = "python scripts/ablate.py " + " ".join(sys.argv[1:] if argv is None else argv)
     (out / "ablations.md").write_text(f"Command: `{cmd}`\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
