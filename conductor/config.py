@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from routers.errors import ConfigError
+from routers.yamlfile import read_config_tree
 
 
 @dataclass
@@ -189,41 +190,13 @@ def _set_dotted(tree: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _read_tree(path: Path, seen: tuple = ()) -> dict[str, Any]:
-    """The YAML mapping at `path`; a `base: other.yaml` key (relative to this file) is read first
-    and overridden key by key, so an ablation config states only what it changes."""
-    if path.resolve() in seen:
-        raise ConfigError(f"{path}: `base` chain loops back to itself")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    base = tree.pop("base", None)
-    if base is not None:
-        if not isinstance(base, str):
-            raise ConfigError(f"{path}: base must be a file name, got {base!r}")
-        tree = _merge(_read_tree(path.parent / base, seen + (path.resolve(),)), tree)
-    return tree
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ConductorConfig:
     """Read a YAML config (None: defaults) and apply `key=value` overrides (values parsed as YAML)."""
     tree: dict[str, Any] = {}
     label = "config"
     if path is not None:
         label = str(path)
-        tree = _read_tree(Path(path))
+        tree = read_config_tree(Path(path))
     for ov in overrides or []:
         if "=" not in ov:
             raise ConfigError(f"override {ov!r}: expected key=value")

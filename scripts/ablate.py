@@ -20,17 +20,18 @@ from pathlib import Path
 import yaml
 
 from routers.errors import BatonError
-from trinity.config import _merge, apply_overrides, from_dict, read_yaml
+from routers.yamlfile import merge, read_config_tree
+from trinity.config import apply_overrides, from_dict
 
 
 def ablation_config(base: Path, ablation: Path | None, overrides: list[str], train: str | None):
-    data = read_yaml(base)
+    data = read_config_tree(base)
     if ablation is not None:
         delta = yaml.safe_load(ablation.read_text()) or {}
         delta.pop("base", None)
-        data = _merge(data, delta)
+        data = merge(data, delta)
     if train:
-        data = _merge(data, {"data": {"train": train}})
+        data = merge(data, {"data": {"train": train}})
     return apply_overrides(from_dict(data), overrides)
 
 

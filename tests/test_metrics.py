@@ -73,7 +73,7 @@ def test_hull_equals_the_max_over_bracketing_chords_on_random_points():
     for _ in range(30):
         p = np.column_stack([rng.permutation(12).astype(float), rng.random(12)])
         hull = M.nondecreasing_convex_hull(p)
-        xs, ys = p[:, 0], p[:, 1]
+        xs = p[:, 0]
         for x in xs:
             lift = max([y for xx, y in p if xx == x] + [
                 np.interp(x, [x1, x2], [y1, y2])

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from routers.errors import ConfigError
+from routers.yamlfile import read_config_tree
 
 ROLES = ("thinker", "worker", "verifier")
 OPTIMIZERS = ("sep-cma-es", "random-search", "reinforce", "sft", "two-stage")
@@ -248,41 +249,12 @@ def apply_overrides(cfg: TrinityConfig, overrides: list[str]) -> TrinityConfig:
     return from_dict(data)
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
-    """A config file as a dict; `base: other.yaml` (relative to this file) is read first and this
-    file's keys are merged over it, so an ablation config states only what it changes."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    if p.resolve() in _seen:
-        raise ConfigError(f"{p}: 'base' chain loops back to itself")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: invalid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: top level must be a mapping of config sections")
-    base = data.pop("base", None)
-    if base is not None:
-        if not isinstance(base, str):
-            raise ConfigError(f"{p}: base must be a file name, got {base!r}")
-        data = _merge(read_yaml(p.parent / base, _seen + (p.resolve(),)), data)
-    return data
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrinityConfig:
     """Read a YAML config (None: all defaults) and apply dotted overrides."""
     data: dict = {}
     if path is not None:
         p = Path(path)
-        data = read_yaml(p)
+        data = read_config_tree(p)
         try:
             cfg = from_dict(data)
         except ConfigError as e:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from trinity.config import FitnessConfig, ProtocolConfig
-from trinity.fitness import FitnessResult, SelectionObjective, candidate_rng, combine, normalized_entropy
+from trinity.fitness import FitnessResult, SelectionObjective, combine, normalized_entropy
 
 
 def _split(x: np.ndarray, n_svf: int) -> tuple[np.ndarray, np.ndarray]:

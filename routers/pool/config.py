@@ -33,9 +33,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from routers.errors import ConfigError
+from routers.yamlfile import read_yaml
 from routers.pool.pool import DEFAULT_LIMITS, Pool
 
 BACKENDS = ("openai", "hf", "replay", "simulated")
@@ -221,12 +221,7 @@ def pool_path(name_or_path: str | Path) -> Path:
 
 def read_pool_config(path: str | Path) -> dict[str, Any]:
     path = pool_path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: pool file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    raw = read_yaml(path, "pool file")
     return validate_pool_config(raw, str(path), path.resolve().parent)
 
 

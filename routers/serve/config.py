@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from routers.errors import ConfigError
+from routers.yamlfile import read_yaml
 
 
 @dataclass
@@ -83,11 +83,4 @@ def parse_serve_config(raw: Any, src: str = "<serve config>") -> ServeConfig:
 def load_serve_config(path: str | Path | None) -> ServeConfig:
     if path is None:
         return ServeConfig()
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: serve config not found")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: invalid YAML ({e})") from None
-    return parse_serve_config(raw, str(p))
+    return parse_serve_config(read_yaml(path, "serve config"), str(path))

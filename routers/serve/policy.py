@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from routers.errors import ConfigError
+from routers.yamlfile import read_yaml
 
 RULE_KEYS = {"name", "tenants", "allow_workers", "deny_workers", "allow_tags", "deny_tags",
              "max_cost_per_request", "description"}
@@ -148,11 +148,4 @@ def parse_rules(raw: Any, src: str = "<rules>", workers: list[str] | None = None
 def load_rules(path: str | Path | None, workers: list[str] | None = None) -> Policy:
     if path is None:
         return Policy([])
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: rules file not found")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: invalid YAML ({e})") from None
-    return parse_rules(raw, str(p), workers)
+    return parse_rules(read_yaml(path, "rules file"), str(path), workers)
