@@ -128,7 +128,7 @@ class ConductorRouter(ServingRouter):
 
 
 def load_router(path: str | Path, serving: bool = False, pool: Any = None, name: str | None = None,
-                device: str = "cpu") -> ConductorRouter:
+                device: str = "cpu", dtype: str = "float32") -> ConductorRouter:
     """Load a Conductor checkpoint as a `ServingRouter` (a workflow router has no per-model quality
     table, so `serving=False` returns the same object). With `pool`, check it has every worker."""
     from conductor.policy import load_policy
@@ -151,5 +151,5 @@ def load_router(path: str | Path, serving: bool = False, pool: Any = None, name:
             raise CheckpointError(f"{path}: the pool lacks workers the Conductor was trained with: {missing}")
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: no model config.json beside {CONFIG_FILE}")
-    model, tok = load_policy(str(path), device=device)
+    model, tok = load_policy(str(path), dtype=dtype, device=device)
     return ConductorRouter(model, tok, cfg, name=name)

@@ -61,6 +61,24 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def served_decision_latency(coordinator, head, workers: list[str], prompts: list[str], *,
+                            concurrency: int = 16, max_batch: int = 16, max_wait_ms: float = 5.0) -> dict:
+    """Decision latency of a single-turn TRINITY router served the way `baton serve --device cuda`
+    does: `coordinator` behind a `MicroBatcher`, `concurrency` requests in flight, instant workers."""
+    import asyncio
+
+    from routers.serve.batcher import MicroBatcher, measure_decision_latency
+    from trinity.checkpoint import TrinityModel
+    from trinity.config import ProtocolConfig
+    from trinity.serving import TrinityServingRouter
+    batcher = MicroBatcher(coordinator, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    model = TrinityModel(coordinator=batcher, head=head, workers=list(workers), protocol=ProtocolConfig(max_turns=1))
+    res = asyncio.run(measure_decision_latency(TrinityServingRouter(model, name="trinity"), prompts,
+                                               concurrency=concurrency))
+    return {**res, "batches": batcher.batches, "texts": batcher.texts, "max_batch": max_batch,
+            "max_wait_ms": max_wait_ms}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="outputs/gpu_check.json")
@@ -71,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--svf-queries", type=int, default=64, help="queries per candidate in the SVF generation")
     ap.add_argument("--workers", type=int, default=7)
+    ap.add_argument("--served-tokens", type=int, default=512, help="prompt tokens for the served decision latency")
+    ap.add_argument("--served-requests", type=int, default=64)
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.small:
         args.texts, args.svf_queries, args.tokens, args.batch = min(args.texts, 32), min(args.svf_queries, 8), min(args.tokens, 32), min(args.batch, 16)
+        args.served_tokens, args.served_requests = min(args.served_tokens, 32), min(args.served_requests, 16)
     device = "cuda" if cuda else "cpu"
     dtype = torch.bfloat16 if cuda else torch.float32
 
@@ -161,6 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     head_s = time.perf_counter() - t0
     result["head_generation"] = {"candidates": P, "queries": N, "repeats": 16, "seconds": head_s}
     print(f"head-only generation: {P} candidates x {N} queries: {head_s:.3f} s")
+    # 4. served decision latency: the router as `baton serve` runs it (MicroBatcher over the
+    #    coordinator, concurrent requests sharing forward passes, instant workers)
+    result["served_decision"] = served_decision_latency(
+        Coordinator.from_model(model, byte_tokenizer(), coord.name, max_tokens=args.served_tokens,
+                               batch_size=args.batch, device=device, dtype="bfloat16" if cuda else "float32",
+                               disk_cache=False),
+        head, [f"w{j}" for j in range(L)], texts(args.served_requests, args.served_tokens, seed=5))
+    sd = result["served_decision"]
+    print(f"served decision ({args.served_tokens}-token prompts, {sd['concurrency']} in flight): "
+          f"p50 {sd['p50_s'] * 1e3:.1f} ms, p99 {sd['p99_s'] * 1e3:.1f} ms, {sd['batches']} forward calls")
     if cuda:
         result["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     out.write_text(json.dumps(result, indent=2))

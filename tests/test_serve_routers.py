@@ -126,18 +126,6 @@ def test_micro_batcher_shares_forward_passes_and_keeps_results(tiny_trinity, stu
         b.features([None])
 
 
-def test_served_decision_latency_for_gpu_check():
-    """What scripts/gpu_check.py calls, here on CPU with the tiny coordinator and a fresh feature cache."""
-    from trinity.coordinator import Coordinator
-    from trinity.heads import make_head
-    from routers.serve.batcher import served_decision_latency
-    coord = Coordinator("tiny", max_tokens=64, disk_cache=False)
-    head = make_head("linear", 3, coord.d)
-    res = served_decision_latency(coord, head, ["a", "b", "c"], [f"prompt {i} " * 8 for i in range(16)],
-                                  concurrency=16, max_batch=8, max_wait_ms=20)
-    assert res["n"] == 16 and res["texts"] == 16 and res["batches"] < 16 and res["p99_s"] >= res["p50_s"] > 0
-
-
 def test_conductor_checkpoint_served_with_orchestration_output_tokens(stub, tmp_path):
     """A Conductor checkpoint made by hand from the tiny random Llama: its (garbage) workflow fails
     to parse, so the checkpoint's fallback worker answers; the conductor's generated tokens are

@@ -442,6 +442,8 @@ def test_gpu_check_code_paths_on_cpu_small(tmp_path, monkeypatch):
     assert g["popsize"] == int(4 + 3 * np.log(g["n_params"])) and g["head_params"] == 10 * 64
     assert g["svf_params"] == 64 + 32 + 32 + 64 + 64 + 64 + 64 + 64   # q k v o gate up down (block -2) + tied embeddings
     assert r["head_generation"]["candidates"] == 32
+    sd = r["served_decision"]  # concurrent requests share forward passes through the MicroBatcher
+    assert sd["n"] == sd["texts"] == 16 and sd["batches"] < 16 and sd["p99_s"] >= sd["p50_s"] > 0
 
 
 def test_protocol_against_the_simulated_pool():

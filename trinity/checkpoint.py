@@ -198,11 +198,13 @@ def load(path, device: str = "cpu", *, coordinator=None, pool=None, workers: lis
 
 def load_router(path, serving: bool = False, **kw):
     """`routers.registry` entry point: a fitted `Router` (selection softmax as predict_quality) or,
-    with serving=True, a `ServingRouter` (kw: pool, name, device, coordinator)."""
+    with serving=True, a `ServingRouter` (kw: pool, name, device, dtype, coordinator)."""
     if serving:
         from trinity.serving import TrinityServingRouter
-        m = load(path, kw.get("device", "cpu"), coordinator=kw.get("coordinator"), pool=kw.get("pool"))
+        m = load(path, kw.get("device", "cpu"), coordinator=kw.get("coordinator"), pool=kw.get("pool"),
+                 dtype=kw.get("dtype"))
         return TrinityServingRouter(m, name=kw.get("name") or f"trinity-{Path(path).name}")
     from trinity.serving import TrinityRouter
-    m = load(path, kw.get("device", "cpu"), coordinator=kw.get("coordinator"), workers=kw.get("workers"))
+    m = load(path, kw.get("device", "cpu"), coordinator=kw.get("coordinator"), workers=kw.get("workers"),
+             dtype=kw.get("dtype"))
     return TrinityRouter(m)

@@ -107,21 +107,3 @@ async def measure_decision_latency(router, prompts: list[str], *, concurrency: i
     a = np.asarray(lat)
     return {"n": len(prompts), "concurrency": concurrency, "p50_s": float(np.percentile(a, 50)),
             "p99_s": float(np.percentile(a, 99)), "requests_per_s": len(prompts) / wall}
-
-
-def served_decision_latency(coordinator, head, workers: list[str], prompts: list[str], *, protocol=None,
-                            concurrency: int = 16, max_batch: int = 16, max_wait_ms: float = 5.0) -> dict[str, Any]:
-    """Decision latency of a TRINITY router as `baton serve` runs it: `coordinator` (any device and
-    dtype) behind a `MicroBatcher`, `head`, instant workers, `concurrency` requests in flight.
-    For scripts/gpu_check.py (e.g. 512-token prompts, bf16 on CUDA). Adds `batches`/`texts`
-    (forward calls made, texts featurized) to `measure_decision_latency`'s result."""
-    from trinity.checkpoint import TrinityModel
-    from trinity.config import ProtocolConfig
-    from trinity.serving import TrinityServingRouter
-    batcher = MicroBatcher(coordinator, max_batch=max_batch, max_wait_ms=max_wait_ms)
-    model = TrinityModel(coordinator=batcher, head=head, workers=list(workers),
-                         protocol=protocol or ProtocolConfig(max_turns=1))
-    res = asyncio.run(measure_decision_latency(TrinityServingRouter(model, name="trinity"), prompts,
-                                               concurrency=concurrency))
-    return {**res, "batches": batcher.batches, "texts": batcher.texts, "max_batch": max_batch,
-            "max_wait_ms": max_wait_ms}

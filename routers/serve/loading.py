@@ -32,17 +32,6 @@ def split_spec(spec: str) -> tuple[str | None, str]:
 SERVE_FEATURE_CACHE = 50_000  # coordinator features kept in memory by a server (~0.1-0.2 GB at d<=1024)
 
 
-def _trinity_coordinator(path: Path, device: str):
-    """On CUDA, the checkpoint's coordinator in bfloat16 (checked against the checkpoint on load)."""
-    if not device.startswith("cuda"):
-        return None
-    from trinity.checkpoint import read_config
-    from trinity.coordinator import Coordinator
-    c = read_config(path)["coordinator"]
-    return Coordinator(c["model"], layer=c["layer"], position=c["position"], max_tokens=c["max_tokens"],
-                       truncation_side=c.get("truncation_side", "right"), device=device, dtype="bfloat16")
-
-
 def load_serving_router(spec: str, pool, *, device: str = "cpu", batch: BatchConfig | None = None) -> ServingRouter:
     from routers.registry import BASELINES, baseline_class, load_checkpoint, read_checkpoint_type
     name, target = split_spec(spec)
@@ -54,10 +43,8 @@ def load_serving_router(spec: str, pool, *, device: str = "cpu", batch: BatchCon
             path, name = info["router_path"], name or info["name"]
         rtype = read_checkpoint_type(path)
         kw: dict[str, Any] = {"serving": True, "pool": pool, "name": name, "device": device}
-        if rtype == "trinity":
-            coord = _trinity_coordinator(path, device)
-            if coord is not None:
-                kw["coordinator"] = coord
+        if device.startswith("cuda"):
+            kw["dtype"] = "bfloat16"  # a coordinator on the GPU runs in bf16
         if rtype in BASELINES:
             kw = {"serving": True, "name": name or rtype}
         router = load_checkpoint(path, **kw)
