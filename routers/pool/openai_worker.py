@@ -27,7 +27,8 @@ from routers.pool.base import (AuthFailed, BadReply, BadRequest, ConnectionFaile
 
 # Parameters forwarded to the endpoint; other params are hints for other backends and are dropped.
 API_PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty",
-              "frequency_penalty", "n", "logprobs", "top_logprobs", "response_format")
+              "frequency_penalty", "n", "logprobs", "top_logprobs", "response_format",
+              "extra_body")  # extra_body: provider-specific fields (e.g. OpenRouter `reasoning`)
 
 
 def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None:
