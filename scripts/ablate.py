@@ -42,7 +42,11 @@ def main(argv=None) -> int:
     p.add_argument("--train", default=None, help="training data spec (as `baton train trinity --train`)")
     p.add_argument("--out", default="outputs/ablate")
     p.add_argument("--set", nargs="*", default=[], dest="overrides", help="key=value overrides for every row")
+    p.add_argument("--conductor", action="store_true",
+                   help="the configs are Conductor configs (configs/conductor/*.yaml): train each, same overrides")
     args = p.parse_args(argv)
+    if args.conductor:
+        return conductor_table(args, argv)
 
     from trinity.train import load_routing_data, train_route, run
     out = Path(args.out)
@@ -102,6 +106,25 @@ def main(argv=None) -> int:
         fig.tight_layout()
         fig.savefig(out / "ablations.png", dpi=120)
     print(f"table in {out}/ablations.md, .json, .png")
+    return 0
+
+
+def conductor_table(args, argv) -> int:
+    """The Conductor's rows: `conductor.ablate.run_ablation` trains --base and each config (each states
+    only its change through `base:`), then the held-out accuracy/reward/parse rate go in one table."""
+    from conductor.ablate import run_ablation
+    out = Path(args.out)
+    specs = [(c, args.overrides) for c in [args.base, *args.ablations]]
+    rows = run_ablation(specs, out)
+    lines = ["| config | accuracy | mean reward | parse rate | steps | accuracy before training |",
+             "|---|---|---|---|---|---|"]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for r in rows:
+        lines.append(f"| {r['name']} | {fmt(r['accuracy'])} | {fmt(r['mean_reward'])} | {fmt(r['parse_rate'])} | "
+                     f"{fmt(r['mean_steps'])} | {fmt(r['eval_before_accuracy'])} |")
+    cmd = "python scripts/ablate.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    (out / "ablations.md").write_text(f"Command: `{cmd}`\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
     return 0
 
 

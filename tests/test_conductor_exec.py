@@ -185,3 +185,23 @@ def test_run_ablation_rows(monkeypatch, tmp_path):
     assert [r["accuracy"] for r in rows] == [0.9, 0.3] and rows[1]["overrides"] == ["workflow.force_worker=beta"]
     assert rows[0]["eval_before_accuracy"] == 0.33 and rows[0]["checkpoint"].endswith("conductor-demo")
     assert json.loads((tmp_path / "conductor_ablation.json").read_text()) == rows
+
+
+def test_ablate_script_writes_the_conductor_table(monkeypatch, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    import conductor.ablate as ab
+
+    def fake_train(cfg, out, progress=True):
+        acc = 0.25 if cfg.workflow.force_worker else 0.75
+        return {"eval_before": {"accuracy": 0.5}, "eval_after": {"accuracy": acc, "mean_reward": 0.5 + acc / 2,
+                                                                 "parse_rate": 1.0, "mean_steps": 1.0}}
+    monkeypatch.setattr(ab, "train", fake_train)
+    spec = importlib.util.spec_from_file_location("ablate", Path(__file__).resolve().parents[1] / "scripts" / "ablate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--conductor", "--base", "configs/conductor/demo.yaml", "--out", str(tmp_path),
+                     "configs/conductor/ablate_one_worker.yaml"]) == 0
+    table = (tmp_path / "ablations.md").read_text()
+    assert "| 0.750 |" in table and "| 0.250 |" in table
