@@ -7,14 +7,13 @@ typo in a config never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from routers.errors import ConfigError
+from routers.typedconfig import apply_dotted, build
 from routers.yamlfile import read_config_tree
 
 
@@ -118,78 +117,6 @@ class ConductorConfig:
         return dataclasses.asdict(self)
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else value
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-6" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def _build(cls, data: Any, where: str):
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(f"{where}.{k}" if where else str(k) for k in set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown}; known in {where or 'the top level'}: {sorted(names)}")
-    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()})
-
-
-def _set_dotted(tree: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = tree
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {key}: {p!r} is not a section")
-    node[parts[-1]] = value
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ConductorConfig:
     """Read a YAML config (None: defaults) and apply `key=value` overrides (values parsed as YAML)."""
     tree: dict[str, Any] = {}
@@ -197,17 +124,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         label = str(path)
         tree = read_config_tree(Path(path))
-    for ov in overrides or []:
-        if "=" not in ov:
-            raise ConfigError(f"override {ov!r}: expected key=value")
-        k, v = ov.split("=", 1)
-        try:
-            val = yaml.safe_load(v)
-        except yaml.YAMLError:
-            val = v
-        _set_dotted(tree, k.strip(), val)
+    apply_dotted(tree, overrides or [])
     try:
-        cfg = _build(ConductorConfig, tree, "")
+        cfg = build(ConductorConfig, tree)
     except ConfigError as e:
         raise ConfigError(f"{label}: {e}") from None
     validate(cfg, label)

@@ -9,15 +9,13 @@ typo in a YAML file or an override never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from routers.errors import ConfigError
+from routers.typedconfig import apply_dotted, build
 from routers.yamlfile import read_config_tree
 
 ROLES = ("thinker", "worker", "verifier")
@@ -157,96 +155,14 @@ def _choice(key: str, value: Any, allowed) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
 
 
-# -- typed construction from plain dicts ------------------------------------------------------------
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """`value` as type `tp` (a dataclass, Optional, list[...], dict, or scalar), or ConfigError naming `key`."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return _build(tp, value, key)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (inner,) = typing.get_args(tp) or (Any,)
-        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    raise ConfigError(f"{key}: unsupported field type {tp}")
-
-
-def _build(cls, data: dict, prefix: str = ""):
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown config key {where}{unknown[0]}; known keys{' in ' + prefix if prefix else ''}: "
-                          f"{', '.join(sorted(names))}")
-    kw = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
-    return cls(**kw)
-
-
 def from_dict(data: dict) -> TrinityConfig:
-    return _build(TrinityConfig, dict(data or {})).validate()
+    return build(TrinityConfig, dict(data or {})).validate()
 
 
 def apply_overrides(cfg: TrinityConfig, overrides: list[str]) -> TrinityConfig:
     """Apply `a.b=c` strings; `c` is parsed as YAML (so 3, 0.5, true, null, [a, b] work) then
     type-checked against the field."""
-    data = cfg.to_dict()
-    for ov in overrides or []:
-        if "=" not in ov:
-            raise ConfigError(f"override {ov!r}: expected KEY=VALUE, e.g. train.iterations=10")
-        key, raw = ov.split("=", 1)
-        key = key.strip()
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as e:
-            raise ConfigError(f"override {key}: cannot parse value {raw!r} ({e})") from None
-        node, parts = data, key.split(".")
-        for i, p in enumerate(parts[:-1]):
-            if not isinstance(node.get(p), dict):
-                raise ConfigError(f"override {key}: unknown config key {'.'.join(parts[:i + 1])}")
-            node = node[p]
-        if parts[-1] not in node:
-            raise ConfigError(f"override {key}: unknown config key {key}")
-        node[parts[-1]] = value
-    return from_dict(data)
+    return from_dict(apply_dotted(cfg.to_dict(), overrides, known_only=True))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrinityConfig:
