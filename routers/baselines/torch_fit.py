@@ -8,9 +8,13 @@ given, else a seeded 10% of train) and restores the best weights.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from routers.baselines.embedding import EmbeddingRouter
+from routers.errors import CheckpointError
 
 
 def masked_bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -65,3 +69,59 @@ def _fit(model, x, y, xv, yv, *, epochs, lr, weight_decay, batch_size, patience,
     model.load_state_dict(best_state)
     model.eval()
     return {"best_epoch": best_epoch, "val_loss": best, "epochs": epoch + 1}
+
+
+class TorchScoreRouter(EmbeddingRouter):
+    """An embedding router whose per-model scores come from a torch net (embedding -> one logit per
+    model) trained with masked BCE, early-stopped on validation (or a 10% holdout of train), and
+    saved as safetensors. Subclasses say how to build the net and may initialize it."""
+
+    defaults: dict = {}
+
+    def __init__(self, **params):
+        for k, v in {"lr": 1e-3, "weight_decay": 1e-3, "epochs": 200, "patience": 10, "batch_size": 256,
+                     "seed": 0, **self.defaults}.items():
+            params.setdefault(k, v)
+        super().__init__(**params)
+        self._net: torch.nn.Module | None = None
+
+    def _build(self, in_dim: int) -> torch.nn.Module:
+        raise NotImplementedError  # abstract: each subclass builds its own net
+
+    def _init_net(self, y: np.ndarray) -> None:
+        """Hook to initialize the fresh net from the training scores; default: nothing."""
+
+    def _fit(self, train, validation):
+        from routers.baselines.tuning import holdout
+        p = self.params
+        x, y = self.embed(train.prompts), train.scores
+        if validation is not None and len(validation):
+            xv, yv = self.embed(validation.prompts), validation.scores
+        else:
+            tr, va = holdout(len(x), 0.1, int(p["seed"]))
+            x, y, xv, yv = x[tr], y[tr], x[va], y[va]
+        torch.manual_seed(int(p["seed"]))
+        self.params["in_dim"] = int(x.shape[1])
+        self._net = self._build(x.shape[1])
+        self._init_net(y)
+        self.params["fit_info"] = fit_masked_bce(
+            self._net, x, y, xv, yv, epochs=int(p["epochs"]), lr=float(p["lr"]),
+            weight_decay=float(p["weight_decay"]), batch_size=int(p["batch_size"]),
+            patience=int(p["patience"]), seed=int(p["seed"]), desc=self.name)
+
+    def predict_quality(self, prompts, categories=None):
+        with torch.no_grad():
+            return torch.sigmoid(self._net(torch.as_tensor(self.embed(prompts)))).double().numpy()
+
+    def _save_state(self, path: Path) -> None:
+        from safetensors.torch import save_file
+        save_file(self._net.state_dict(), str(path / "model.safetensors"))
+
+    def _load_state(self, path: Path) -> None:
+        from safetensors.torch import load_file
+        f = path / "model.safetensors"
+        if not f.is_file():
+            raise CheckpointError(f"{path}: missing model.safetensors")
+        self._net = self._build(int(self.params["in_dim"]))
+        self._net.load_state_dict(load_file(str(f)))
+        self._net.eval()
