@@ -15,6 +15,7 @@ def test_quick_demo_trains_compares_and_writes_a_loadable_checkpoint(tmp_path, m
     result = json.loads((out / "demo_result.json").read_text())
     t = result["trinity"]
     assert 0.0 <= t["test"]["accuracy"] <= 1.0 and t["test"]["cost"] > 0
+    assert (out / "demo_cost_quality.png").stat().st_size > 10_000  # the plot a person looks at
     assert sum(t["test"]["role_hist"].values()) >= result["n_test"]  # every held-out episode ran
     assert set(result["baselines"]) >= {"random", "best-single", "oracle", "knn", "mlp", "trinity"}
     assert result["baselines"]["oracle"]["accuracy"] >= result["baselines"]["best-single"]["accuracy"]
