@@ -104,7 +104,7 @@ class _CachedEncoder:
         return self._caches[max_length]
 
     def _embed_batch(self, texts: list[str], max_length: int) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each encoder embeds its own way
 
     def encode(self, texts: list[str], batch_size: int = 64, max_length: int = 256,
                progress: bool = True) -> np.ndarray:

@@ -79,10 +79,6 @@ def test_model_not_in_recording_is_a_config_error():
 
 
 def test_llmrouter_replay_pool(shared_dir):
-    pytest.importorskip("routers.data", reason="needs the data area's load_dataset")
-    from routers import data
-    if not hasattr(data, "load_dataset"):
-        pytest.skip("routers.data.load_dataset is not available yet (data area)")
     from routers.pool import load_pool
     pool = load_pool("configs/pools/llmrouter_replay.yaml")
     ds = pool["gemma-2-9b-it"].data.dataset
