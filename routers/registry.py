@@ -7,10 +7,10 @@ here, imported when a checkpoint of that type is loaded.
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
+from routers.checkpoint import read_router_config
 from routers.errors import CheckpointError, ConfigError
 
 # Baseline routers: name -> "module:Class". Filled by routers/baselines.
@@ -51,17 +51,7 @@ def read_checkpoint_type(path: str | Path) -> str:
     path = Path(path)
     if (path / "conductor_config.json").is_file():
         return "conductor"
-    cfg_file = path / "config.json"
-    if not cfg_file.is_file():
-        raise CheckpointError(f"{path}: not a checkpoint directory (no config.json)")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{cfg_file}: invalid JSON ({e})") from None
-    rtype = cfg.get("router_type")
-    if not isinstance(rtype, str):
-        raise CheckpointError(f"{cfg_file}: missing 'router_type'")
-    return rtype
+    return read_router_config(path)["router_type"]
 
 
 def load_checkpoint(path: str | Path, **kw: Any) -> Any:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from routers.checkpoint import read_router_config
 from routers.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
@@ -102,14 +103,7 @@ class TrinityModel:
 def read_config(path) -> dict:
     path = Path(path)
     f = path / "config.json"
-    if not f.is_file():
-        raise CheckpointError(f"{path}: not a TRINITY checkpoint (no config.json)")
-    try:
-        cfg = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{f}: invalid JSON ({e})") from None
-    if cfg.get("router_type") != "trinity":
-        raise CheckpointError(f"{f}: router_type {cfg.get('router_type')!r}, expected 'trinity'")
+    cfg = read_router_config(path, "trinity")
     if cfg.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{f}: format_version {cfg.get('format_version')!r}; this baton reads "
                               f"version {FORMAT_VERSION}")

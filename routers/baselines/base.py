@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from routers.data.schema import RoutingDataset
-from routers.errors import CheckpointError
+from routers.checkpoint import read_router_config
 
 
 class Router(abc.ABC):
@@ -90,14 +90,7 @@ class Router(abc.ABC):
     @classmethod
     def load(cls, path: str | Path) -> "Router":
         path = Path(path)
-        try:
-            cfg = json.loads((path / "config.json").read_text())
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: no config.json; not a router checkpoint") from None
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({e})") from None
-        if cfg.get("router_type") != cls.name:
-            raise CheckpointError(f"{path}: router_type {cfg.get('router_type')!r}, expected {cls.name!r}")
+        cfg = read_router_config(path, cls.name)
         r = cls(**cfg.get("params", {}))
         r.models = list(cfg["models"])
         r._mean_cost = None if cfg.get("mean_cost") is None else np.asarray(cfg["mean_cost"], float)
