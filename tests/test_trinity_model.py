@@ -116,6 +116,17 @@ def test_svf_preserves_energy_changes_weights_and_restores_exactly():
         svf.apply(np.zeros(3))
 
 
+def test_svf_uniform_offset_is_undone_by_energy_preservation():
+    """A uniform d scales every singular value alike, which the renormalization cancels: W' = W up
+    to rounding. This also checks the SVD factors reproduce W (float64 factorization)."""
+    model = _llama(False)
+    svf = SVF(model)
+    before = {n: dict(model.named_modules())[n].weight.detach().clone() for n in svf.names}
+    svf.apply(np.full(svf.n_params, 0.3))
+    for n in svf.names:
+        torch.testing.assert_close(dict(model.named_modules())[n].weight, before[n], rtol=0, atol=1e-6)
+
+
 # -- transcripts and the coordinator -------------------------------------------------------------
 def test_render_transcript():
     from trinity.coordinator import render_transcript
@@ -192,7 +203,8 @@ def test_feature_cache_memory_disk_and_svf_keys(tiny, monkeypatch):
     monkeypatch.undo()
     svf = tiny.enable_svf()
     try:
-        with svf.applied(np.full(svf.n_params, 0.3)):
+        # non-uniform: a uniform offset is undone by the energy renormalization (W' = W)
+        with svf.applied(np.linspace(-0.3, 0.3, svf.n_params)):
             G = tiny.features(texts).numpy()
         assert not np.allclose(F, G)                                     # new key, recomputed
         np.testing.assert_array_equal(tiny.features(texts).numpy(), F)   # offsets gone, old key
@@ -444,6 +456,11 @@ def test_gpu_check_code_paths_on_cpu_small(tmp_path, monkeypatch):
     assert r["head_generation"]["candidates"] == 32
     sd = r["served_decision"]  # concurrent requests share forward passes through the MicroBatcher
     assert sd["n"] == sd["texts"] == 16 and sd["batches"] < 16 and sd["p99_s"] >= sd["p50_s"] > 0
+    rt = r["checkpoint_round_trip"]["loads"]["cpu-float32"]   # on CUDA this also reads fp32 and bf16
+    assert rt["agreement"] == 1.0 and rt["head_equal"] and rt["svf_equal"] and rt["max_abs_feature_diff"] < 1e-5
+    only = _gpu_check().main(["--allow-cpu", "--small", "--only", "3", "--out", str(tmp_path / "g3.json")])
+    r3 = json.loads((tmp_path / "g3.json").read_text())
+    assert only == 0 and r3["sections"] == [3] and "head_generation" in r3 and "features" not in r3
 
 
 def test_protocol_against_the_simulated_pool():

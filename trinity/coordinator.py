@@ -166,6 +166,8 @@ class Coordinator:
     def _namespace(self) -> str:
         svf = self.svf.offset_hash() if self.svf is not None else "none"
         key = f"{self.fingerprint}|{svf}|{self.layer}|{self.position}|{self.max_tokens}|{self.truncation_side}"
+        if self.dtype != "float32":  # bf16/fp16 features differ from fp32 ones: never mix them
+            key += f"|{self.dtype}"
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     # -- tokens ------------------------------------------------------------------------------------
@@ -271,6 +273,9 @@ class Coordinator:
         ns = self._namespace()
         with self._lock:
             mem = self._mem.setdefault(ns, {})
+            if self.disk_cache and ns not in self._disk_loaded:  # what earlier imports already wrote
+                mem.update(self._read_disk(ns))
+                self._disk_loaded.add(ns)
             new = {k: f for k, f in zip(sha, feats) if k not in mem}
             mem.update(new)
         if new and self.disk_cache:

@@ -1,5 +1,6 @@
 """Singular-value fine-tuning (SVF, Transformer-squared arXiv 2501.06252) of the coordinator, as
-TRINITY trains it: per chosen weight matrix W = U diag(S) V^T (SVD computed once), an offset
+TRINITY trains it: per chosen weight matrix W = U diag(S) V^T (SVD computed once, in float64 on
+CPU so every device rebuilds the same W' from a checkpoint's offsets), an offset
 vector d (one entry per singular value) gives
 
     W' = U diag(S * (1 + d)) V^T * sum(S) / sum(S * (1 + d))
@@ -81,8 +82,11 @@ class SVF:
             w = named[n].weight
             self._mods[n] = named[n]
             self._orig[n] = w.detach().clone()
-            U, S, Vh = torch.linalg.svd(w.detach().float(), full_matrices=False)
-            self._usv[n] = (U, S, Vh)
+            # float64 LAPACK on CPU whatever the model's device: singular vectors of close singular
+            # values are ill-conditioned, and offsets are per index, so a checkpoint's W' must not
+            # depend on which SVD routine (cuSOLVER, LAPACK, fp32) factored W
+            U, S, Vh = torch.linalg.svd(w.detach().to("cpu", torch.float64), full_matrices=False)
+            self._usv[n] = tuple(t.to(w.device, torch.float32) for t in (U, S, Vh))
         self.sizes = [int(self._usv[n][1].numel()) for n in self.names]
         self.n_params = int(sum(self.sizes))
         self._offsets = np.zeros(self.n_params)

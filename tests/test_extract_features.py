@@ -1,0 +1,55 @@
+"""scripts/extract_features.py: features computed on one machine seed another machine's cache,
+and only for the same coordinator settings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from routers.errors import CheckpointError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("extract_features", REPO / "scripts" / "extract_features.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_extract_then_import_into_a_fresh_cache(tmp_path, monkeypatch):
+    from routers.record import embedded_dataset
+    from trinity.coordinator import Coordinator
+    from trinity.train import route_texts
+    ef = _script()
+    monkeypatch.setenv("BATON_CACHE", str(tmp_path / "gpu_box"))
+    assert ef.main(["extract", "--data", "embedded", "--split", "test", "--coordinator", "tiny", "--layers=-1,1",
+                    "--device", "cpu", "--half", "--out", str(tmp_path / "feats")]) == 0
+    summary = json.loads((tmp_path / "feats" / "extract_summary.json").read_text())
+    assert [f["layer"] for f in summary["files"]] == [-1, 1]
+    z = np.load(tmp_path / "feats" / "tiny-layer1.npz")
+    prompts = embedded_dataset(0).split("test").prompts
+    assert z["feats"].dtype == np.float16 and z["feats"].shape[0] == len(prompts) == len(z["sha"])
+    assert json.loads(str(z["identity"]))["layer"] == 1
+
+    monkeypatch.setenv("BATON_CACHE", str(tmp_path / "laptop"))       # another machine's empty cache
+    coord = Coordinator("tiny", layer=1)
+    assert ef.import_file(tmp_path / "feats" / "tiny-layer1.npz", coordinator=coord) == len(prompts)
+    fresh = Coordinator("tiny", layer=1)                                # reads the shards from disk
+    assert ef.import_file(tmp_path / "feats" / "tiny-layer1.npz", coordinator=fresh) == 0
+    monkeypatch.setattr(fresh, "_forward", lambda ids: (_ for _ in ()).throw(AssertionError("recomputed")))
+    np.testing.assert_array_equal(fresh.features(route_texts(prompts)).numpy(), z["feats"].astype(np.float32))
+    # the same features are close to what this machine computes itself (float16 storage)
+    own = Coordinator("tiny", layer=1, disk_cache=False).features(route_texts(prompts[:8])).numpy()
+    np.testing.assert_allclose(own, z["feats"][:8].astype(np.float32), rtol=2e-3, atol=2e-3)
+
+    with pytest.raises(CheckpointError, match="layer 1, this coordinator has -1"):
+        ef.import_file(tmp_path / "feats" / "tiny-layer1.npz", coordinator=Coordinator("tiny", layer=-1))
+    np.savez(tmp_path / "bad.npz", feats=np.zeros((1, 2)))
+    with pytest.raises(CheckpointError, match="not an extracted-features file"):
+        ef.import_file(tmp_path / "bad.npz", coordinator=coord)
