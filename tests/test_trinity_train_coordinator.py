@@ -72,6 +72,47 @@ def test_svf_mode_trains_offsets_and_head(tiny, tmp_path):
     np.testing.assert_allclose(tiny.features(["user: hello"]).numpy(), before, atol=1e-5)
 
 
+def test_warm_start_from_a_checkpoint(tiny, tmp_path):
+    """train.init_from: a head-only checkpoint starts a head-only or SVF run (offsets at 0); with a
+    vanishing step the search stays there. Mismatched workers, heads or SVF are refused."""
+    from safetensors.numpy import load_file
+
+    from routers.errors import CheckpointError
+    from trinity.train import train_route
+    ds = toy_dataset(16)
+    train_route(route_cfg(), ds.split("train"), None, out=tmp_path / "a", coordinator=tiny)
+    head_a = load_file(str(tmp_path / "a" / "router.safetensors"))["head"]
+    still = ("train.sigma0=1e-12", "train.iterations=1", f"train.init_from={tmp_path / 'a'}")
+    train_route(route_cfg(*still), ds.split("train"), None, out=tmp_path / "b", coordinator=tiny)
+    np.testing.assert_allclose(load_file(str(tmp_path / "b" / "router.safetensors"))["head"], head_a, atol=1e-9)
+    try:
+        m = train_route(route_cfg("svf.enabled=true", "train.mode=svf", "train.popsize=4", "data.validation_fraction=0.25",
+                                  *still), ds.split("train"), None, out=tmp_path / "c", coordinator=tiny)
+        t = load_file(str(tmp_path / "c" / "router.safetensors"))
+        np.testing.assert_allclose(t["head"], head_a, atol=1e-9)
+        assert np.abs(t["svf_offsets"]).max() < 1e-9 and "train" in m
+        import json
+        assert "validation" in json.loads((tmp_path / "c" / "history.json").read_text())[0]   # SVF-mode early stopping
+        # the SVF checkpoint's head saw SVF features: a head-only run may not start from it
+        before = tiny.features(["user: hello"]).numpy().copy()
+        tiny.svf.apply(np.linspace(-0.2, 0.2, tiny.svf.n_params))  # enable_svf must factor the original W
+        train_route(route_cfg("svf.enabled=true", "train.mode=svf", "train.popsize=4", "train.iterations=1"),
+                    ds.split("train"), None, out=tmp_path / "d", coordinator=tiny)
+        tiny.svf.restore()
+        np.testing.assert_allclose(tiny.features(["user: hello"]).numpy(), before, atol=1e-5)
+    finally:
+        tiny.svf.restore()
+        tiny.svf = None
+    with pytest.raises(CheckpointError, match="trained on SVF-modified features"):
+        train_route(route_cfg(f"train.init_from={tmp_path / 'd'}"), ds.split("train"), None, coordinator=tiny)
+    with pytest.raises(CheckpointError, match="head .* differs"):
+        train_route(route_cfg("head.kind=lowrank", "head.rank=1", f"train.init_from={tmp_path / 'a'}"),
+                    ds.split("train"), None, coordinator=tiny)
+    other = ds.select_models(["words", "math"])
+    with pytest.raises(CheckpointError, match="same workers in the same order"):
+        train_route(route_cfg(f"train.init_from={tmp_path / 'a'}"), other.split("train"), None, coordinator=tiny)
+
+
 class FakePool:
     """Worker 'good' answers with the item's answer, 'bad' says nothing useful; verifiers accept."""
 

@@ -190,6 +190,41 @@ def load(path, device: str = "cpu", *, coordinator=None, pool=None, workers: lis
                         protocol=_protocol(cfg, where), config=cfg)
 
 
+def warm_start(path, *, coordinator, head, workers: list[str], svf=None) -> np.ndarray:
+    """The flat [SVF offsets; head] vector of checkpoint `path`, to start a new search from
+    (`train.init_from`): e.g. a head trained on cached features on a CPU, then SVF and head tuned
+    together on a GPU. Refused unless the coordinator, the workers (in head order) and the head
+    match; a checkpoint without SVF starts the offsets at 0."""
+    from safetensors.numpy import load_file
+    path = Path(path)
+    cfg = read_config(path)
+    where = f"train.init_from: {path}"
+    if coordinator is None:
+        raise CheckpointError(f"{where}: warm starts need the coordinator (not an encoder)")
+    check_coordinator(cfg, coordinator, where)
+    if list(cfg["workers"]) != list(workers):
+        raise CheckpointError(f"{where}: trained for workers {cfg['workers']}, this run routes to {list(workers)} "
+                              "(same workers in the same order needed)")
+    if dict(cfg["head"]) != head.spec():
+        raise CheckpointError(f"{where}: head {cfg['head']} differs from this run's {head.spec()}")
+    tensors = load_file(str(path / WEIGHTS))
+    h = np.asarray(tensors.get("head", np.zeros(0)), dtype=np.float64).reshape(-1)
+    if h.size != head.n_params:
+        raise CheckpointError(f"{where}/{WEIGHTS}: 'head' has {h.size} values, the head needs {head.n_params}")
+    ck_svf = cfg.get("svf")
+    if svf is None:
+        if ck_svf and np.any(tensors.get("svf_offsets", 0)):
+            raise CheckpointError(f"{where}: its head was trained on SVF-modified features; enable svf "
+                                  f"(targets {ck_svf['targets']}) to start from it")
+        return h
+    offsets = np.zeros(svf.n_params)
+    if ck_svf:
+        if list(ck_svf["targets"]) != list(svf.names):
+            raise CheckpointError(f"{where}: SVF targets {ck_svf['targets']} differ from this run's {list(svf.names)}")
+        offsets = np.asarray(tensors["svf_offsets"], dtype=np.float64).reshape(-1)
+    return np.concatenate([offsets, h])
+
+
 def load_router(path, serving: bool = False, **kw):
     """`routers.registry` entry point: a fitted `Router` (selection softmax as predict_quality) or,
     with serving=True, a `ServingRouter` (kw: pool, name, device, dtype, coordinator)."""

@@ -91,6 +91,7 @@ class TrainConfig:
     sampling: str = "sample"          # sample (paper) | expected (exact mean under the softmax)
     batch_size: int | None = None     # queries per generation (None: all)
     seed: int = 0
+    init_from: str | None = None      # a TRINITY checkpoint whose head (and SVF offsets) start the search
     wandb: bool = True
     wandb_project: str = "baton-trinity"
     # gradient baselines / stage 1 of two-stage

@@ -157,6 +157,8 @@ class Coordinator:
     def enable_svf(self, targets=None):
         """Attach SVF (default targets, an explicit list of module names, or an SVFConfig)."""
         from trinity.svf import SVF
+        if self.svf is not None:  # factor the original weights, not a previous SVF's rescaled ones
+            self.svf.restore()
         if targets is not None and not isinstance(targets, (list, tuple)):
             self.svf = SVF.from_config(self.model, targets)
         else:

@@ -34,10 +34,10 @@ def _popsize(cfg: TrainConfig, n: int) -> int:
 
 
 def random_search(objective: Objective, cfg: TrainConfig, run_config: dict | None = None,
-                  out_dir: str | Path | None = None) -> TrainResult:
+                  out_dir: str | Path | None = None, x0: np.ndarray | None = None) -> TrainResult:
     rng = np.random.default_rng([cfg.seed, 7])
     P = _popsize(cfg, objective.n_params)
-    best_x, best_f = objective.x0(), -np.inf
+    best_x, best_f = (objective.x0() if x0 is None else np.asarray(x0, np.float64)), -np.inf
     history = []
     log = RunLogger(cfg, cfg.iterations, 0, None if out_dir is None else Path(out_dir), run_config,
                     "random-search", enabled=True, desc="random search")
@@ -142,19 +142,23 @@ def reinforce(objective: SelectionObjective, cfg: TrainConfig, x0: np.ndarray | 
 
 
 def optimize(objective: Objective, cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool = False,
-             run_config: dict[str, Any] | None = None, name: str = "trinity", validate=None) -> TrainResult:
+             run_config: dict[str, Any] | None = None, name: str = "trinity", validate=None,
+             x0: np.ndarray | None = None) -> TrainResult:
     """Train with `cfg.optimizer`; every optimizer gets the same objective and budget.
-    `validate(x) -> score` lets the CMA-ES runs return their best mean on held-out queries."""
+    `validate(x) -> score` lets the CMA-ES runs return their best mean on held-out queries; `x0`
+    (default `objective.x0()`) is where every optimizer starts (a warm start, `train.init_from`)."""
+    if x0 is not None and np.asarray(x0).size != objective.n_params:
+        raise ConfigError(f"train.init_from: {np.asarray(x0).size} starting values for {objective.n_params} parameters")
     if cfg.optimizer == "sep-cma-es":
-        return CMAESTrainer(objective, cfg, out_dir, run_config, name, validate=validate).run(resume=resume)
+        return CMAESTrainer(objective, cfg, out_dir, run_config, name, validate=validate).run(resume=resume, x0=x0)
     if cfg.optimizer == "random-search":
-        return random_search(objective, cfg, run_config, out_dir)
+        return random_search(objective, cfg, run_config, out_dir, x0=x0)
     if cfg.optimizer == "reinforce":
-        return reinforce(objective, cfg)
+        return reinforce(objective, cfg, x0=x0)
     if cfg.optimizer == "sft":
-        return supervised(objective, cfg, soft=False)
+        return supervised(objective, cfg, soft=False, x0=x0)
     if cfg.optimizer == "two-stage":
-        stage1 = supervised(objective, cfg, soft=True)
+        stage1 = supervised(objective, cfg, soft=True, x0=x0)
         stage2 = CMAESTrainer(objective, cfg, out_dir, run_config, name, validate=validate).run(resume=resume, x0=stage1.x)
         stage2.history = [{"stage": "sft", **h} for h in stage1.history] + stage2.history
         return stage2

@@ -106,34 +106,45 @@ def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None 
         if missing:
             raise DataError(f"test data lacks the training models {', '.join(missing)}")
         test = test.select_models(workers)  # same column order as the head
+    # hold out training queries (data.validation_fraction): CMA-ES returns its best generation mean
+    # on them (early stopping); the test split is never looked at during training
+    n_val = int(round(len(train) * cfg.data.validation_fraction))
+    perm = np.random.default_rng([cfg.train.seed, 11]).permutation(len(train))
+    val_idx, fit_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    fit = train.subset(fit_idx) if n_val else train
     head_kw = dict(fitness=cfg.fitness, repeats=cfg.train.repeats, sampling=cfg.train.sampling,
-                   batch_size=cfg.train.batch_size, seed=cfg.train.seed, costs=train.cost_matrix(),
-                   tokens=None if train.output_tokens is None else np.nan_to_num(train.input_tokens) + np.nan_to_num(train.output_tokens))
+                   batch_size=cfg.train.batch_size, seed=cfg.train.seed, costs=fit.cost_matrix(),
+                   tokens=None if fit.output_tokens is None else np.nan_to_num(fit.input_tokens) + np.nan_to_num(fit.output_tokens))
+    validate = None
     if cfg.train.mode == "svf":
         if encoder is not None:
             raise ConfigError("train.mode: 'svf' needs the coordinator, not an encoder")
         from trinity.episodes import SVFSelectionObjective
         coordinator.enable_svf(cfg.svf)
         head = head_from_config(cfg.head, len(workers), coordinator.d)
-        objective = SVFSelectionObjective(coordinator, route_texts(train.prompts), head, train.scores, workers, **head_kw)
+        objective = SVFSelectionObjective(coordinator, route_texts(fit.prompts), head, fit.scores, workers, **head_kw)
+        if n_val:
+            val_texts, Sv, n_svf = route_texts([train.prompts[i] for i in val_idx]), train.scores[val_idx], objective.n_svf
+
+            def validate(x):  # one coordinator pass over the held-out queries under x's offsets
+                with coordinator.svf.applied(x[:n_svf]):
+                    Fv = coordinator.features(val_texts).numpy()
+                return objective.evaluate_argmax(x[n_svf:], Fv, Sv)["accuracy"]
     else:
         F = route_features(source, train.prompts)
         head = head_from_config(cfg.head, len(workers), F.shape[1])
-        objective = SelectionObjective(head, F, train.scores, workers, **head_kw)
+        objective = SelectionObjective(head, F[fit_idx], fit.scores, workers, **head_kw)
+        if n_val:
+            Fv, Sv = F[val_idx], train.scores[val_idx]
+            validate = lambda x: objective.evaluate_argmax(x, Fv, Sv)["accuracy"]  # noqa: E731
     t_feat = time.perf_counter() - t0
-    validate = None
-    if cfg.data.validation_fraction > 0 and cfg.train.mode == "head":
-        # hold out queries; CMA-ES returns its best generation mean on them (early stopping)
-        n_val = int(round(len(train) * cfg.data.validation_fraction))
-        perm = np.random.default_rng([cfg.train.seed, 11]).permutation(len(train))
-        val_idx, fit_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        Fv, Sv = objective.features[val_idx], train.scores[val_idx]
-        objective = SelectionObjective(head, objective.features[fit_idx], train.scores[fit_idx], workers,
-                                       **{**head_kw, "costs": head_kw["costs"][fit_idx],
-                                          "tokens": None if head_kw["tokens"] is None else head_kw["tokens"][fit_idx]})
-        validate = lambda x: objective.evaluate_argmax(x, Fv, Sv)["accuracy"]  # noqa: E731
+    x0 = None
+    if cfg.train.init_from:
+        from trinity.checkpoint import warm_start
+        x0 = warm_start(cfg.train.init_from, coordinator=coordinator if encoder is None else None, head=head,
+                        workers=workers, svf=coordinator.svf if cfg.train.mode == "svf" else None)
     res = optimize(objective, cfg.train, out_dir=out, resume=resume, run_config=cfg.to_dict(), name=cfg.name,
-                   validate=validate)
+                   validate=validate, x0=x0)
     x = res.x
     if cfg.train.mode == "svf":
         coordinator.svf.apply(x[:objective.n_svf])
@@ -218,7 +229,12 @@ def train_episode(cfg: TrinityConfig, items: list, pool, *, test_items: list | N
     objective = EpisodeObjective(items, pool, coordinator, head, workers, cfg.protocol, fitness=cfg.fitness,
                                  repeats=cfg.train.repeats, batch_size=cfg.train.batch_size,
                                  seed=cfg.train.seed, svf=svf)
-    res = optimize(objective, cfg.train, out_dir=out, resume=resume, run_config=cfg.to_dict(), name=cfg.name)
+    x0 = None
+    if cfg.train.init_from:
+        from trinity.checkpoint import warm_start
+        x0 = warm_start(cfg.train.init_from, coordinator=coordinator, head=head, workers=workers, svf=svf)
+    res = optimize(objective, cfg.train, out_dir=out, resume=resume, run_config=cfg.to_dict(), name=cfg.name,
+                   x0=x0)
     n_svf = objective.n_svf
     head.set_flat(res.x[n_svf:])
     # argmax episodes on (a seeded sample of at most batch_size) training items: coordinator passes are scarce
