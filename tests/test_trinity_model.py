@@ -314,6 +314,24 @@ def test_protocol_thinker_suggestion_and_last_worker_answer():
     assert ep.answer == "answer from a" and not ep.meta["accepted"] and len(ep.steps) == 5
 
 
+def test_protocol_require_answer():
+    """Paper rules: thinking to the end, or a verifier accepting nothing, answers "". With
+    require_answer the accept is ignored and the last turn is a Worker turn."""
+    q = [{"role": "user", "content": "Q?"}]
+    think = Scripted([(0, "thinker")])
+    (ep,) = run([start(q)], think, fake_call([]), cfg=ProtocolConfig(max_turns=3))
+    assert ep.answer == "" and [s.role for s in ep.steps] == ["thinker"] * 3
+    (ep,) = run([start(q)], think, fake_call([]), cfg=ProtocolConfig(max_turns=3, require_answer=True))
+    assert [(s.role, s.meta["role_source"]) for s in ep.steps] == [("thinker", "head")] * 2 + [("worker", "final")]
+    assert ep.answer == "answer from a"
+    verify_first = Scripted([(2, "verifier"), (1, "worker"), (2, "verifier")])
+    (ep,) = run([start(q)], verify_first, fake_call([]), cfg=ProtocolConfig(max_turns=5))
+    assert ep.answer == "" and ep.meta["accepted"] and len(ep.steps) == 1
+    (ep,) = run([start(q)], verify_first, fake_call([]), cfg=ProtocolConfig(max_turns=5, require_answer=True))
+    assert [s.role for s in ep.steps] == ["verifier", "worker", "verifier"] and ep.answer == "answer from b"
+    assert ep.steps[0].meta["accept_ignored"] and ep.meta["accepted"]
+
+
 def test_protocol_masks_roles_and_samples_deterministically():
     cfg = ProtocolConfig(max_turns=4, roles=["worker", "verifier"])
     head = make_head("linear", 3, 2)
@@ -418,6 +436,14 @@ def test_registry_router_and_serving(tiny, tmp_path):
     log = []
     ep = asyncio.run(s.answer([{"role": "user", "content": "What is 2+2?"}], fake_call(log)))
     assert 1 <= len(ep.steps) <= 3 and ep.orchestration_input_tokens > 0
+    assert any(st.role == "worker" for st in ep.steps) and ep.answer.startswith("answer from")
+    # a head that only ever thinks: served, the last turn still answers (require_answer)
+    think = np.zeros(len(WORKERS) + 3)
+    think[0] = think[len(WORKERS) + ROLES.index("thinker")] = 5.0
+    s.trinity.policy = lambda: (lambda feats, states: np.tile(think, (len(states), 1)))
+    log = []
+    ep = asyncio.run(s.answer([{"role": "user", "content": "think"}], fake_call(log)))
+    assert [st.role for st in ep.steps] == ["thinker", "thinker", "worker"] and ep.answer.startswith("answer from")
     # roles-free selection head: one call, ranked by the softmax
     _save(tiny, tmp_path / "sel", kind="selection", svf=False)
     s = load_checkpoint(tmp_path / "sel", serving=True, coordinator=tiny)

@@ -66,6 +66,10 @@ class ProtocolConfig:
     worker_prompt: str = "You are the Worker. Solve the task, using the discussion so far. Give the final answer."
     verifier_prompt: str = ("You are the Verifier. Check the latest answer step by step. End with "
                             "'VERDICT: ACCEPT' if it is correct, otherwise 'VERDICT: REJECT'.")
+    # every episode ends with a Worker answer: an ACCEPT before any Worker spoke does not end it, and
+    # if no Worker has answered by the last turn, that turn is a Worker turn (the head picks the
+    # agent). Off reproduces the paper (such an episode answers ""); `baton serve` always turns it on.
+    require_answer: bool = False
     transcript_max_chars: int = 2000  # each turn's text is cut to this in the coordinator transcript
     max_tokens: int = 4096            # worker generation cap
     temperature: float = 0.1

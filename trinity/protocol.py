@@ -10,6 +10,8 @@ full agent ranking (so a server can fall back down it). Rules:
     turn then takes that role (the head still picks the agent); recorded as role_source "thinker";
   - roles not in `cfg.roles` are never chosen (the no-Thinker ablation masks that logit);
   - the answer is the last Worker output ("" if no Worker spoke);
+  - `cfg.require_answer`: an ACCEPT before any Worker spoke does not end the episode, and the last
+    turn is a Worker turn if no Worker has spoken (role_source "final"), so every episode answers;
   - a roles-free head (n_roles = 0) makes every turn a Worker turn.
 Each turn is a `routers.episode.Step` (worker, role, reply with tokens, cost and latency), and the
 coordinator's tokens are `Episode.orchestration_input_tokens`.
@@ -57,6 +59,7 @@ class EpisodeState:
     done: bool = False
     accepted: bool = False
     next_role: str | None = None                      # a Thinker's suggestion for the next turn
+    answered: bool = False                            # a Worker has spoken
     coordinator_tokens: int = 0
     coordinator_s: float = 0.0
 
@@ -143,6 +146,7 @@ async def run_episodes(states: list[EpisodeState], *, featurizer, policy: Callab
     role_mask = np.array([0.0 if r in allowed else -np.inf for r in ROLES])
     K = int(max_turns if max_turns is not None else cfg.max_turns)
     max_chars = getattr(cfg, "transcript_max_chars", None)
+    require_answer = bool(getattr(cfg, "require_answer", False))
     for turn in range(K):
         active = [s for s in states if not s.done]
         if not active:
@@ -165,6 +169,8 @@ async def run_episodes(states: list[EpisodeState], *, featurizer, policy: Callab
             ranking = [workers[agent]] + [workers[j] for j in np.argsort(-agent_z, kind="stable") if j != agent]
             if logits.shape[1] == L:
                 role, source = "worker", "none"
+            elif require_answer and turn == K - 1 and not s.answered:
+                role, source = "worker", "final"
             elif s.next_role is not None:
                 role, source = s.next_role, "thinker"
             else:
@@ -179,10 +185,13 @@ async def run_episodes(states: list[EpisodeState], *, featurizer, policy: Callab
             meta: dict[str, Any] = {"turn": turn, "role_source": source}
             text = reply.text or ""
             if role == "worker":
-                s.answer = text
+                s.answer, s.answered = text, True
             elif role == "verifier" and ACCEPT_RE.search(text):
-                s.accepted = s.done = True
-                meta["accepted"] = True
+                if s.answered or not require_answer:
+                    s.accepted = s.done = True
+                    meta["accepted"] = True
+                else:
+                    meta["accept_ignored"] = "no Worker answer yet"
             elif role == "thinker":
                 m = SUGGEST_RE.search(text)
                 if m and m.group(1).lower() in allowed:

@@ -14,6 +14,7 @@ multi-turn protocol ignores lam.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -89,8 +90,10 @@ class TrinityServingRouter(ServingRouter):
     async def answer(self, messages: list[dict], call: CallFn, *, lam: float = 0.0) -> Episode:
         m = self.trinity
         if m.head.n_roles:
+            # a client must never get an empty completion: the last turn answers if no Worker did
+            cfg = dataclasses.replace(m.protocol, require_answer=True)
             return await run_episode(messages, featurizer=m.coordinator, policy=m.policy(), call=call,
-                                     workers=self.workers, cfg=m.protocol, sample=False)
+                                     workers=self.workers, cfg=cfg, sample=False)
         if not last_user_text(messages):
             raise ConfigError("trinity: the request has no user message to route")
         text = selection_text(last_user_text(messages))
