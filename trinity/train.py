@@ -85,13 +85,48 @@ def reference_metrics(ds) -> dict[str, Any]:
 
 
 # -- route task ----------------------------------------------------------------------------------
+def _route_objective(cfg: TrinityConfig, train, workers: list[str], source, coordinator):
+    """(objective, head, validate) for single-turn selection. `data.validation_fraction` of the
+    training queries is held out: CMA-ES returns its best generation mean on them (early
+    stopping), so the test split is never looked at during training. Head mode scores cached
+    features; SVF mode recomputes features under each candidate's offsets (validation too)."""
+    from trinity.fitness import SelectionObjective
+    from trinity.heads import head_from_config
+    n_val = int(round(len(train) * cfg.data.validation_fraction))
+    perm = np.random.default_rng([cfg.train.seed, 11]).permutation(len(train))
+    val_idx, fit_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    fit = train.subset(fit_idx) if n_val else train
+    Sv = train.scores[val_idx]
+    tokens = None if fit.output_tokens is None else np.nan_to_num(fit.input_tokens) + np.nan_to_num(fit.output_tokens)
+    kw = dict(fitness=cfg.fitness, repeats=cfg.train.repeats, sampling=cfg.train.sampling,
+              batch_size=cfg.train.batch_size, seed=cfg.train.seed, costs=fit.cost_matrix(), tokens=tokens)
+    if cfg.train.mode == "svf":
+        if isinstance(source, str):
+            raise ConfigError("train.mode: 'svf' needs the coordinator, not an encoder")
+        from trinity.episodes import SVFSelectionObjective
+        coordinator.enable_svf(cfg.svf)
+        head = head_from_config(cfg.head, len(workers), coordinator.d)
+        objective = SVFSelectionObjective(coordinator, route_texts(fit.prompts), head, fit.scores, workers, **kw)
+        val_texts, n_svf = route_texts([train.prompts[i] for i in val_idx]), objective.n_svf
+
+        def validate(x):  # one coordinator pass over the held-out queries under x's offsets
+            with coordinator.svf.applied(x[:n_svf]):
+                Fv = coordinator.features(val_texts).numpy()
+            return objective.evaluate_argmax(x[n_svf:], Fv, Sv)["accuracy"]
+    else:
+        F = route_features(source, train.prompts)
+        head = head_from_config(cfg.head, len(workers), F.shape[1])
+        objective = SelectionObjective(head, F[fit_idx], fit.scores, workers, **kw)
+        Fv = F[val_idx]
+        validate = lambda x: objective.evaluate_argmax(x, Fv, Sv)["accuracy"]  # noqa: E731
+    return objective, head, (validate if n_val else None)
+
+
 def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None = None, resume: bool = False,
                 coordinator=None, encoder: str | None = None) -> dict[str, Any]:
     """Train the selection head on `train` (RoutingDataset); evaluate argmax routing on `test`;
     write the checkpoint to `out`. `encoder` (e.g. "minilm") swaps the coordinator for a
     `routers.embed` encoder (comparison runs; no checkpoint is written then)."""
-    from trinity.fitness import SelectionObjective
-    from trinity.heads import head_from_config
     from trinity.optimizers import optimize
     if cfg.head.roles and cfg.head.kind != "selection":
         raise ConfigError("head.roles: data.task 'route' is single-turn selection; set head.roles: false")
@@ -106,37 +141,7 @@ def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None 
         if missing:
             raise DataError(f"test data lacks the training models {', '.join(missing)}")
         test = test.select_models(workers)  # same column order as the head
-    # hold out training queries (data.validation_fraction): CMA-ES returns its best generation mean
-    # on them (early stopping); the test split is never looked at during training
-    n_val = int(round(len(train) * cfg.data.validation_fraction))
-    perm = np.random.default_rng([cfg.train.seed, 11]).permutation(len(train))
-    val_idx, fit_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    fit = train.subset(fit_idx) if n_val else train
-    head_kw = dict(fitness=cfg.fitness, repeats=cfg.train.repeats, sampling=cfg.train.sampling,
-                   batch_size=cfg.train.batch_size, seed=cfg.train.seed, costs=fit.cost_matrix(),
-                   tokens=None if fit.output_tokens is None else np.nan_to_num(fit.input_tokens) + np.nan_to_num(fit.output_tokens))
-    validate = None
-    if cfg.train.mode == "svf":
-        if encoder is not None:
-            raise ConfigError("train.mode: 'svf' needs the coordinator, not an encoder")
-        from trinity.episodes import SVFSelectionObjective
-        coordinator.enable_svf(cfg.svf)
-        head = head_from_config(cfg.head, len(workers), coordinator.d)
-        objective = SVFSelectionObjective(coordinator, route_texts(fit.prompts), head, fit.scores, workers, **head_kw)
-        if n_val:
-            val_texts, Sv, n_svf = route_texts([train.prompts[i] for i in val_idx]), train.scores[val_idx], objective.n_svf
-
-            def validate(x):  # one coordinator pass over the held-out queries under x's offsets
-                with coordinator.svf.applied(x[:n_svf]):
-                    Fv = coordinator.features(val_texts).numpy()
-                return objective.evaluate_argmax(x[n_svf:], Fv, Sv)["accuracy"]
-    else:
-        F = route_features(source, train.prompts)
-        head = head_from_config(cfg.head, len(workers), F.shape[1])
-        objective = SelectionObjective(head, F[fit_idx], fit.scores, workers, **head_kw)
-        if n_val:
-            Fv, Sv = F[val_idx], train.scores[val_idx]
-            validate = lambda x: objective.evaluate_argmax(x, Fv, Sv)["accuracy"]  # noqa: E731
+    objective, head, validate = _route_objective(cfg, train, workers, source, coordinator)
     t_feat = time.perf_counter() - t0
     x0 = None
     if cfg.train.init_from:
