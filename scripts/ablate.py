@@ -1,11 +1,15 @@
 """Run a set of TRINITY ablations over one base config and write the table (markdown + JSON + plot).
 
 Each ablation file (configs/trinity/ablations/*.yaml) states only what it changes; that change is
-applied over --base (default: its own `base:`), with the same seed and --set overrides for every
+applied over --base (default: its own `base:`), with the same seeds and --set overrides for every
 row, so rows differ only by the ablation. An ablation that cannot run on this base (e.g. a roles
 ablation on a single-turn base) is listed with the reason instead of a number.
 
-    python scripts/ablate.py --base configs/trinity/route.yaml --train ../shared/data/llmrouter \
+With `--seeds 0,1,2` every row runs once per seed (`train.seed`) and the table gives mean ± standard
+deviation; the validation column (held-out training queries, route task) is what to choose a method
+on, the test column what to report.
+
+    python scripts/ablate.py --base configs/trinity/route.yaml --train ../shared/data/llmrouter --seeds 0,1,2 \
         --out outputs/ablate-llmrouter configs/trinity/ablations/head_*.yaml configs/trinity/ablations/opt_*.yaml
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,6 +47,7 @@ def main(argv=None) -> int:
     p.add_argument("--train", default=None, help="training data spec (as `baton train trinity --train`)")
     p.add_argument("--out", default="outputs/ablate")
     p.add_argument("--set", nargs="*", default=[], dest="overrides", help="key=value overrides for every row")
+    p.add_argument("--seeds", default=None, help="comma-separated train.seed values per row (default: the config's)")
     p.add_argument("--conductor", action="store_true",
                    help="the configs are Conductor configs (configs/conductor/*.yaml): train each, same overrides")
     args = p.parse_args(argv)
@@ -51,45 +57,64 @@ def main(argv=None) -> int:
     from trinity.train import load_routing_data, train_route, run
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    seeds = None if args.seeds is None else [int(x) for x in args.seeds.split(",")]
     rows = []
     shared = {}  # route rows reuse one dataset load and one coordinator
     for name, file in [("base", None)] + [(Path(a).stem, Path(a)) for a in args.ablations]:
         t0 = time.perf_counter()
         try:
-            cfg = ablation_config(Path(args.base), file, args.overrides, args.train)
-            if cfg.data.task == "route":
-                if "data" not in shared:
-                    shared["data"] = load_routing_data(cfg)
-                key = (cfg.coordinator.model, cfg.coordinator.layer, cfg.coordinator.position, cfg.coordinator.max_tokens)
-                if shared.get("coord_key") != key:
-                    from trinity.coordinator import Coordinator
-                    shared["coord"], shared["coord_key"] = Coordinator.from_config(cfg.coordinator), key
-                m = train_route(cfg, *shared["data"], out=out / name, coordinator=shared["coord"])
-            else:
-                m = run(cfg, out=out / name)
-            test = m.get("test") or {}
-            rows.append({"ablation": name, "train_accuracy": m["train"]["accuracy"],
-                         "test_accuracy": test.get("accuracy"), "test_cost": test.get("cost"),
-                         "test_turns": test.get("turns"),
-                         "optimizer": cfg.train.optimizer, "head": cfg.head.kind,
-                         "seconds": time.perf_counter() - t0})
+            runs = []
+            for seed in seeds or [None]:
+                sets = args.overrides + ([] if seed is None else [f"train.seed={seed}"])
+                cfg = ablation_config(Path(args.base), file, sets, args.train)
+                where = out / name if seed is None else out / name / f"seed{seed}"
+                if cfg.data.task == "route":
+                    if "data" not in shared:
+                        shared["data"] = load_routing_data(cfg)
+                    key = (cfg.coordinator.model, cfg.coordinator.layer, cfg.coordinator.position, cfg.coordinator.max_tokens)
+                    if shared.get("coord_key") != key:
+                        from trinity.coordinator import Coordinator
+                        shared["coord"], shared["coord_key"] = Coordinator.from_config(cfg.coordinator), key
+                    m = train_route(cfg, *shared["data"], out=where, coordinator=shared["coord"])
+                else:
+                    m = run(cfg, out=where)
+                test = m.get("test") or {}
+                runs.append({"seed": cfg.train.seed, "train_accuracy": m["train"]["accuracy"],
+                             "validation_accuracy": (m.get("validation") or {}).get("accuracy"),
+                             "test_accuracy": test.get("accuracy"), "test_cost": test.get("cost"),
+                             "test_turns": test.get("turns")})
+            row = {"ablation": name, "optimizer": cfg.train.optimizer, "head": cfg.head.kind,
+                   "seconds": time.perf_counter() - t0, "seeds": [r["seed"] for r in runs]}
+            for k in ("train_accuracy", "validation_accuracy", "test_accuracy", "test_cost", "test_turns"):
+                vals = [r[k] for r in runs if r[k] is not None]
+                row[k] = statistics.fmean(vals) if vals else None
+                row[k + "_sd"] = statistics.stdev(vals) if len(vals) > 1 else None
+            row["runs"] = runs
+            rows.append(row)
         except BatonError as e:
             rows.append({"ablation": name, "skipped": str(e)})
-        print(json.dumps(rows[-1]), flush=True)
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "runs"}), flush=True)
 
-    (out / "ablations.json").write_text(json.dumps({"base": args.base, "train": args.train,
+    (out / "ablations.json").write_text(json.dumps({"base": args.base, "train": args.train, "seeds": seeds,
                                                     "overrides": args.overrides, "rows": rows}, indent=2))
-    lines = ["| ablation | train acc | test acc | test cost $/q | test turns | optimizer | head | s |",
-             "|---|---|---|---|---|---|---|---|"]
-    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    lines = ["| ablation | train acc | validation acc | test acc | test cost $/q | test turns | optimizer | head | s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(r, k, f):
+        v, sd = r.get(k), r.get(k + "_sd")
+        if v is None:
+            return "-"
+        return format(v, f) + ("" if sd is None else " ± " + format(sd, f))
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['ablation']} | n/a: {r['skipped']} | | | | | | |")
+            lines.append(f"| {r['ablation']} | n/a: {r['skipped']} | | | | | | | |")
         else:
-            lines.append(f"| {r['ablation']} | {fmt(r['train_accuracy'], '.3f')} | {fmt(r['test_accuracy'], '.3f')} | "
-                         f"{fmt(r['test_cost'], '.2e')} | {fmt(r.get('test_turns'), '.2f')} | {r['optimizer']} | {r['head']} | {r['seconds']:.0f} |")
+            lines.append(f"| {r['ablation']} | {fmt(r, 'train_accuracy', '.3f')} | {fmt(r, 'validation_accuracy', '.3f')} | "
+                         f"{fmt(r, 'test_accuracy', '.3f')} | {fmt(r, 'test_cost', '.2e')} | {fmt(r, 'test_turns', '.2f')} | "
+                         f"{r['optimizer']} | {r['head']} | {r['seconds']:.0f} |")
     cmd = "python scripts/ablate.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    (out / "ablations.md").write_text(f"Command: `{cmd}`\n\n" + "\n".join(lines) + "\n")
+    seed_line = "" if seeds is None else f"Seeds {', '.join(map(str, seeds))}: mean ± standard deviation.\n\n"
+    (out / "ablations.md").write_text(f"Command: `{cmd}`\n\n{seed_line}" + "\n".join(lines) + "\n")
     print("\n".join(lines))
 
     import matplotlib
@@ -98,10 +123,12 @@ def main(argv=None) -> int:
     done = [r for r in rows if r.get("test_accuracy") is not None or r.get("train_accuracy") is not None]
     if done:
         fig, ax = plt.subplots(figsize=(8, 0.4 * len(done) + 1.5))
-        vals = [r["test_accuracy"] if r.get("test_accuracy") is not None else r["train_accuracy"] for r in done]
-        ax.barh([r["ablation"] for r in done], vals)
-        ax.set_xlabel("test accuracy" if done[0].get("test_accuracy") is not None else "train accuracy")
-        ax.set_xlim(min(vals) - 0.05, max(vals) + 0.02)
+        key = "test_accuracy" if done[0].get("test_accuracy") is not None else "train_accuracy"
+        vals = [r[key] if r.get(key) is not None else r["train_accuracy"] for r in done]
+        err = [r.get(key + "_sd") or 0.0 for r in done]
+        ax.barh([r["ablation"] for r in done], vals, xerr=err if any(err) else None)
+        ax.set_xlabel(key.replace("_", " ") + ("" if seeds is None else f" (mean ± sd over {len(seeds)} seeds)"))
+        ax.set_xlim(min(vals) - 0.05 - max(err), max(vals) + 0.02 + max(err))
         ax.invert_yaxis()
         fig.tight_layout()
         fig.savefig(out / "ablations.png", dpi=120)

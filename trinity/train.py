@@ -165,6 +165,8 @@ def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None 
 
     metrics = {"train": evaluate(train), "seconds": {"features": t_feat, "total": None},
                "optimizer": cfg.train.optimizer, "evaluations": res.evaluations}
+    if validate is not None:  # the held-out training queries: what a method choice should be made on
+        metrics["validation"] = {"accuracy": float(validate(x))}
     if test is not None and len(test):
         metrics["test"] = evaluate(test)
     metrics["seconds"]["total"] = time.perf_counter() - t0
