@@ -37,6 +37,8 @@ def load_policy(spec: str, dtype: str = "float32", device: str = "cpu"):
         # a folder converted from GGUF holds de-quantized fp32 weights; the leftover marker would make
         # the Trainer refuse to fine-tune it as a "quantized" model
         del config.quantization_config
+    from routers.models import check_device
+    check_device(device, "conductor policy device")
     model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=DTYPES[dtype]).to(device)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id

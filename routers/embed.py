@@ -25,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
-from routers.models import cache_root
+from routers.models import cache_root, check_device
 from routers.errors import ConfigError
 
 DEFAULT_ENCODER = "minilm"
@@ -147,7 +147,7 @@ class HFEncoder(_CachedEncoder):
         self.id = str(p.resolve()) if p.exists() else self.name_or_path
         if p.exists() and _MINILM_PACKAGE in self.id:
             self.id = "sentence-transformers/all-MiniLM-L6-v2"  # same cache wherever the package lives
-        self.device = device
+        self.device = check_device(device, "encoder device")
         self._model = None
         self._tok = None
         self.dim = 0

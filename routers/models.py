@@ -41,6 +41,25 @@ def package_file(pkg: str, rel: str) -> Path:
     return path
 
 
+def check_device(device: str, what: str = "device") -> str:
+    """`device` if torch can use it here, else a ConfigError naming the setting (a CPU build of
+    torch, or a machine without that GPU, would otherwise fail deep inside torch)."""
+    import torch
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"{what}: {device!r} is not a torch device ({e})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{what}: {device!r} asks for CUDA, but this torch ({torch.__version__}) sees no "
+                              "CUDA device here; use cpu, or install a CUDA build of torch (README: Training on a GPU box)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"{what}: {device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type not in ("cpu", "mps"):
+        raise ConfigError(f"{what}: {device!r}: baton runs models on cpu or cuda")
+    return device
+
+
 def convert_gguf(gguf: Path) -> Path:
     """A plain HF folder with the de-quantized weights of `gguf`, built once under the cache
     (written to a temporary folder and renamed, so concurrent builders never see half a copy)."""

@@ -527,3 +527,19 @@ def test_in_memory_feature_cache_is_capped_oldest_first(cache):
     again = coord.features(texts[:1])  # recomputed, identical
     assert torch.allclose(again[0], first[0], atol=1e-6)
     assert len(mem) == 2
+
+
+def test_unusable_devices_are_refused_with_the_setting_named(monkeypatch):
+    from routers.models import check_device
+    from trinity.coordinator import Coordinator
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="coordinator.device: 'cuda' asks for CUDA, but this torch"):
+        Coordinator("tiny", device="cuda")
+    with pytest.raises(ConfigError, match="encoder device: 'gpu0' is not a torch device"):
+        from routers.embed import HFEncoder
+        HFEncoder("x", device="gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="'cuda:3', but this machine has 1 CUDA"):
+        check_device("cuda:3", "x")
+    assert check_device("cpu") == "cpu" and check_device("cuda:0") == "cuda:0"

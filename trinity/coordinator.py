@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from routers.errors import ConfigError
-from routers.models import cache_root, resolve_model  # noqa: F401  (re-exported)
+from routers.models import cache_root, check_device, resolve_model  # noqa: F401  (re-exported)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -95,6 +95,7 @@ class Coordinator:
                               "start), 'left' (keep the end) or 'middle' (keep both ends)")
         if max_tokens < 2:
             raise ConfigError(f"coordinator.max_tokens: must be >= 2, got {max_tokens}")
+        check_device(device, "coordinator.device")
         self.name, self.device, self.dtype = model, device, dtype
         self.layer, self.position, self.max_tokens = int(layer), int(position), int(max_tokens)
         self.batch_size, self.truncation_side, self.disk_cache = int(batch_size), truncation_side, disk_cache

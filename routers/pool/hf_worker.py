@@ -45,7 +45,8 @@ class HFWorker(Worker):
                  input_price: float = 0.0, output_price: float = 0.0, tags: dict[str, Any] | None = None):
         super().__init__(name, model=model, input_price=input_price, output_price=output_price, tags=tags)
         self.spec = str(Path(model) / gguf_file) if gguf_file else model
-        self.device, self.dtype = device, dtype
+        from routers.models import check_device
+        self.device, self.dtype = check_device(device, f"worker {name}: device"), dtype
         self.max_new_tokens, self.max_batch_size = int(max_new_tokens), int(max_batch_size)
         self.batch_wait_s, self.max_input_tokens = float(batch_wait_s), max_input_tokens
         self.tokenizer = self.lm = None
