@@ -113,6 +113,33 @@ def test_warm_start_from_a_checkpoint(tiny, tmp_path):
         train_route(route_cfg(f"train.init_from={tmp_path / 'a'}"), other.split("train"), None, coordinator=tiny)
 
 
+def test_route_prices_give_the_checkpoint_real_costs(tiny, tmp_path):
+    """data.prices prices a cost-less dataset (as `baton eval --prices`), so the checkpoint's mean
+    costs, and the cost-quality curve `baton eval` draws from them, are real."""
+    import json
+
+    from routers.errors import ConfigError
+    from trinity.config import apply_overrides
+    from trinity.train import load_routing_data, train_route
+    rows = [{"question": f"question number {i} " + "word " * (i % 7), "scores": {"math": float(i % 2), "words": 1.0}}
+            for i in range(30)]
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "train.json").write_text(json.dumps(rows[:24]))
+    (tmp_path / "d" / "test.json").write_text(json.dumps(rows[24:]))
+    (tmp_path / "prices.json").write_text(json.dumps({"math": {"input_price": 1.0, "output_price": 2.0},
+                                                      "words": {"input_price": 10.0, "output_price": 20.0}}))
+    cfg = route_cfg(f"data.train={tmp_path / 'd'}", f"data.prices={tmp_path / 'prices.json'}")
+    train, test = load_routing_data(cfg)
+    train_route(cfg, train, test, out=tmp_path / "ck", coordinator=tiny)
+    mc = json.loads((tmp_path / "ck" / "config.json").read_text())["mean_cost"]
+    assert mc[1] == pytest.approx(10 * mc[0]) and mc[0] > 0        # priced by tokens, words 10x dearer
+    plain = route_cfg(f"data.train={tmp_path / 'd'}")
+    train_route(plain, *load_routing_data(plain), out=tmp_path / "ck0", coordinator=tiny)
+    assert not any(json.loads((tmp_path / "ck0" / "config.json").read_text())["mean_cost"])   # no prices: no costs
+    with pytest.raises(ConfigError, match="embedded dataset carries its recorded costs"):
+        load_routing_data(apply_overrides(TrinityConfig(), ["data.prices=x.json"]))
+
+
 class FakePool:
     """Worker 'good' answers with the item's answer, 'bad' says nothing useful; verifiers accept."""
 

@@ -108,6 +108,7 @@ class TrainConfig:
 class DataConfig:
     train: str = "embedded"           # dataset spec (routers.data.load_dataset) or "embedded"
     test: str | None = None           # None: the test split of `train`
+    prices: str | None = None         # route: price table (as `baton eval --prices`) for costs when the data has none
     pool: str | None = None           # pool YAML (episode task)
     task: str = "route"               # route: single-turn selection on a recorded dataset; episode: multi-turn
                                       # (episode: train = task items, e.g. "mmlu:200,gsm8k:100")

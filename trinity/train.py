@@ -31,15 +31,17 @@ def load_routing_data(cfg: TrinityConfig):
     """(train, test) RoutingDatasets: `data.train` (embedded or any spec) and its test split, or
     the test split of `data.test`."""
     if cfg.data.train == "embedded":
+        if cfg.data.prices is not None:
+            raise ConfigError("data.prices: the embedded dataset carries its recorded costs; drop data.prices")
         from routers.record import embedded_dataset
         ds = embedded_dataset(cfg.train.seed)
     else:
         from routers.data import load_dataset
-        ds = load_dataset(cfg.data.train)
+        ds = load_dataset(cfg.data.train, prices=cfg.data.prices)
     train = ds.split("train") if "train" in ds.splits else ds
     if cfg.data.test is not None:
         from routers.data import load_dataset
-        t = load_dataset(cfg.data.test)
+        t = load_dataset(cfg.data.test, prices=cfg.data.prices)
         test = t.split("test") if "test" in t.splits else t
     else:
         test = ds.split("test") if "test" in ds.splits else None
