@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from routers.models import cache_root, check_device
+from routers.sqlitedb import connect_wal
 from routers.errors import ConfigError
 
 DEFAULT_ENCODER = "minilm"
@@ -61,8 +62,7 @@ class EmbeddingCache:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = connect_wal(self.path, timeout=60.0)
             self._local.conn = conn
         return conn
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from routers.errors import ConfigError
 from routers.pool.base import Message, WorkerReply
+from routers.sqlitedb import connect_wal
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS replies (
     key TEXT PRIMARY KEY, worker TEXT NOT NULL, reply TEXT NOT NULL,
@@ -50,8 +51,7 @@ class ResponseCache:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn = connect_wal(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
                 conn.execute(_SCHEMA)
