@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,13 @@ def evaluate(routers: dict[str, Router], train: RoutingDataset, test: RoutingDat
                       for l, cc, a, s in zip(curve.lam, curve.cost, curve.accuracy, x)],
             "fit_s": fit_s, "route_s": route_s,
         }
+        if len(c) and not np.any(np.ptp(c, axis=1) > 0) and np.nanmax(C[:, cols], initial=0.0) > 0:
+            # a cost-blind router: no lam moves it, so its "curve" is its lam=0 point and AIQ/APGR
+            # read that point alone; say so rather than let the numbers pass as a trade-off
+            note = ("predicts the same cost for every model, so its cost-quality curve is one point "
+                    "(a TRINITY route checkpoint trained without prices: retrain with data.prices=...)")
+            out_routers[name]["note"] = note
+            print(f"evaluate: router {name!r} {note}", file=sys.stderr)
 
     max_cost = max([float(single_cost.max())] +
                    [float(M.nondecreasing_convex_hull(cv.points())[-1, 0]) for cv in curves.values()])

@@ -259,3 +259,18 @@ def test_the_reference_baselines_land_on_the_sanity_rows():
     assert r["best"]["accuracy"] == res["best_single"]["accuracy"] and r["best"]["gap_closed"] == 0.0
     assert r["best"]["p_vs_best_single"] == 1.0
     assert r["random"]["accuracy"] < res["best_single"]["accuracy"]
+
+
+class CostBlind(CategoryRouter):
+    """Knows quality but predicts every model costs the same (a route checkpoint trained without prices)."""
+    def predict_cost(self, prompts, categories=None):
+        return np.zeros((len(prompts), len(self.models)))
+
+
+def test_a_cost_blind_router_is_flagged_not_passed_off_as_a_curve(capsys):
+    ds = synthetic(n=120)
+    res = evaluate({"blind": CostBlind(), "plain": CategoryRouter()}, ds.split("train"), ds.split("test"), n_boot=20)
+    blind = res["routers"]["blind"]
+    assert len(blind["curve"]) == 1 and "one point" in blind["note"]
+    assert "note" not in res["routers"]["plain"] and len(res["routers"]["plain"]["curve"]) > 1
+    assert "router 'blind' predicts the same cost for every model" in capsys.readouterr().err
