@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     seeds = None if args.seeds is None else [int(x) for x in args.seeds.split(",")]
     rows = []
-    shared = {}  # route rows reuse one dataset load and one coordinator
+    shared = {}  # route rows reuse dataset loads (per seed) and one coordinator
     for name, file in [("base", None)] + [(Path(a).stem, Path(a)) for a in args.ablations]:
         t0 = time.perf_counter()
         try:
@@ -69,13 +69,16 @@ def main(argv=None) -> int:
                 cfg = ablation_config(Path(args.base), file, sets, args.train)
                 where = out / name if seed is None else out / name / f"seed{seed}"
                 if cfg.data.task == "route":
-                    if "data" not in shared:
-                        shared["data"] = load_routing_data(cfg)
+                    # what load_routing_data depends on: the seed draws data.limit subsets and the
+                    # embedded dataset's split, so each seed of --seeds gets its own data
+                    data_key = ("data", cfg.data.train, cfg.data.test, cfg.data.prices, cfg.data.limit, cfg.train.seed)
+                    if data_key not in shared:
+                        shared[data_key] = load_routing_data(cfg)
                     key = (cfg.coordinator.model, cfg.coordinator.layer, cfg.coordinator.position, cfg.coordinator.max_tokens)
                     if shared.get("coord_key") != key:
                         from trinity.coordinator import Coordinator
                         shared["coord"], shared["coord_key"] = Coordinator.from_config(cfg.coordinator), key
-                    m = train_route(cfg, *shared["data"], out=where, coordinator=shared["coord"])
+                    m = train_route(cfg, *shared[data_key], out=where, coordinator=shared["coord"])
                 else:
                     m = run(cfg, out=where)
                 test = m.get("test") or {}
