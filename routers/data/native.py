@@ -91,7 +91,11 @@ def from_records(rows: list[dict], *, file: str, name: str, opts: LoadOptions) -
             if m not in models:
                 models.append(m)
             for k, v in cell.items():
-                raw.setdefault(k, {}).setdefault(m, [None] * n)[i - 1] = v
+                cols = raw.setdefault(k, {})
+                col = cols.get(m)
+                if col is None:  # allocated once per (field, model), not per row: loading stays linear
+                    col = cols[m] = [None] * n
+                col[i - 1] = v
     ids = [str(r["id"]) if r.get("id") is not None else f"{name}-{i}" for i, r in enumerate(rows)]
     check_unique_ids(ids, file=file)
     prompts = [r["prompt"] for r in rows]

@@ -64,6 +64,7 @@ def _category(it: dict, default: str) -> str:
 def _item_rows(items: list[dict], *, file: str, name: str, id_prefix: str):
     """(ids, prompts, categories, answers, {model: scores}) for the items of one file."""
     ids, prompts, cats, answers, raw = [], [], [], [], {}
+    n = len(items)
     for i, it in enumerate(items, start=1):
         prompt = it.get("question", it.get("prompt"))
         if not isinstance(prompt, str):
@@ -72,10 +73,10 @@ def _item_rows(items: list[dict], *, file: str, name: str, id_prefix: str):
         if not isinstance(sc, dict):
             raise DataError("missing 'scores' object {model: score}", file=file, row=i, column="scores")
         for mdl, v in sc.items():
-            raw.setdefault(mdl, [None] * (i - 1)).append(v)
-        for col in raw.values():
-            if len(col) < i:
-                col.append(None)
+            col = raw.get(mdl)
+            if col is None:  # one column per model, allocated once: loading stays linear in rows
+                col = raw[mdl] = [None] * n
+            col[i - 1] = v
         ids.append(str(it["id"]) if it.get("id") is not None else f"{id_prefix}-{i - 1}")
         prompts.append(prompt)
         cats.append(_category(it, name))
