@@ -26,6 +26,25 @@ class LoadOptions:
     trust_pickle: bool = False
     seed: int = 0
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    models: tuple[str, ...] | None = None  # the model columns to read; None: the format's own rule
+
+
+def pick_models(available: list[str], wanted, *, file: str) -> list[str]:
+    """`wanted` (the user's --models) checked against the models a file has; an unknown one is named."""
+    for m in wanted:
+        if m not in available:
+            raise DataError(f"unknown model {m!r}; the file has {list(available)[:20]}", file=file, column=m)
+    return list(wanted)
+
+
+def warn_not_models(columns: list[str], why: str, *, file: str) -> None:
+    """Columns a wide table holds beside its models are named once, never read as models."""
+    if columns:
+        import warnings
+
+        warnings.warn(f"file {file}: columns {columns} are not read as models ({why}); their names are kept "
+                      "in dataset.meta['other_columns']; pass models= (CLI --models) to choose the models",
+                      stacklevel=3)
 
 
 def read_csv_table(path: str | Path) -> pd.DataFrame:

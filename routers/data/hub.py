@@ -60,7 +60,7 @@ def _to_dataset(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions) ->
     if routerbench.looks_like(cols):
         return routerbench.from_frame(df, file=file, name=name, opts=opts)
     if "prompt" in cols:
-        part = routellm.from_frame(df.astype(object), file=file, category=name, id_prefix=name)
+        part = routellm.from_frame(df.astype(object), file=file, category=name, id_prefix=name, models=opts.models)
         return routellm.assemble([part], name=name, source=file, opts=opts, file=file)
     raise DataError(f"cannot tell the routing format from columns {cols[:12]}", file=file)
 

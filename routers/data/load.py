@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from routers.data import hub, native, routellm, routerbench, scores_json
-from routers.data.common import LoadOptions
+from routers.data.common import LoadOptions, pick_models
 from routers.data.prices import apply_prices, load_prices
 from routers.data.schema import RoutingDataset
 from routers.data.splits import check_fractions
@@ -106,14 +106,20 @@ def _embedded(seed: int) -> RoutingDataset:
 
 def load_dataset(spec: str, *, format: str | None = None, prices: str | dict | None = None,
                  trust_pickle: bool = False, seed: int = 0,
-                 split_fractions=(0.7, 0.1, 0.2)) -> RoutingDataset:
+                 split_fractions=(0.7, 0.1, 0.2), models=None) -> RoutingDataset:
     """Load any supported routing dataset as a RoutingDataset.
 
     format: an ADAPTERS name, or None to detect from content. prices: a price file, dict, or
     "builtin"; fills costs the file lacks (see routers.data.prices). seed / split_fractions: the
     prompt-hash split for files without splits. trust_pickle: allow reading RouterBench pickles.
+    models: the models to read (a list, or one comma-separated string), in that order; an unknown one is a
+    DataError. In the wide CSV formats the other columns are then metadata, not parsed as scores.
     """
-    opts = LoadOptions(trust_pickle=trust_pickle, seed=seed, split_fractions=check_fractions(split_fractions))
+    if isinstance(models, str):
+        models = [m.strip() for m in models.split(",") if m.strip()]
+    models = tuple(models) if models is not None else None
+    opts = LoadOptions(trust_pickle=trust_pickle, seed=seed, split_fractions=check_fractions(split_fractions),
+                       models=models)
     spec = str(spec)
     if spec == "embedded":
         ds = _embedded(seed)
@@ -127,6 +133,8 @@ def load_dataset(spec: str, *, format: str | None = None, prices: str | dict | N
             ds = ADAPTERS[name](spec, opts)
         except UnicodeDecodeError as e:
             raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", file=spec) from None
+    if models is not None and list(ds.models) != list(models):  # formats that read every model
+        ds = ds.select_models(pick_models(ds.models, models, file=spec))
     if prices is not None:
         ds = apply_prices(ds, load_prices(prices))
     return ds

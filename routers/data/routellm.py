@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from routers.data.common import (LoadOptions, check_unique_ids, parse_scores, parse_texts, read_csv_table,
-                                 require_columns, require_text)
+from routers.data.common import (LoadOptions, check_unique_ids, parse_scores, parse_texts, pick_models,
+                                 read_csv_table, require_columns, require_text, warn_not_models)
 from routers.data.schema import RoutingDataset
 from routers.data.splits import assign_splits
 from routers.errors import DataError
@@ -22,21 +22,40 @@ from routers.errors import DataError
 RESPONSE_SUFFIX = "_response"
 
 
-def split_columns(columns: list[str]) -> tuple[list[str], dict[str, str]]:
-    """(model columns, {model: response column}); a `<x>_response` column pairs with model column x."""
-    cols = [c for c in columns if c != "prompt"]
+def _is_bool_cell(v) -> bool:
+    return isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v.strip().lower() in ("true", "false"))
+
+
+def split_columns(df: pd.DataFrame, *, file: str, wanted=None) -> tuple[list[str], dict[str, str], list[str]]:
+    """(model columns, {model: response column}, other columns).
+
+    A `<x>_response` column pairs with column x. RouteLLM writes each model's correctness as pandas
+    booleans (True/False), so a model column is one with a `_response` sibling or a True/False cell;
+    other columns (an `is_hard` 0/1 flag, notes) are metadata. `wanted` (the user's list) overrides.
+    """
+    cols = [c for c in df.columns if c != "prompt"]
     resp = {c[: -len(RESPONSE_SUFFIX)]: c for c in cols
             if c.endswith(RESPONSE_SUFFIX) and c[: -len(RESPONSE_SUFFIX)] in cols}
-    return [c for c in cols if c not in resp.values()], resp
+    cand = [c for c in cols if c not in resp.values()]
+    if wanted is not None:
+        models = pick_models(cand, wanted, file=file)
+    else:
+        models = [c for c in cand if c in resp or any(_is_bool_cell(v) for v in df[c].tolist())]
+        if models:  # else from_frame refuses the file, naming these columns
+            warn_not_models([c for c in cand if c not in models], "no True/False cell and no _response column",
+                            file=file)
+    return models, {m: resp[m] for m in models if m in resp}, [c for c in cand if c not in models]
 
 
-def from_frame(df: pd.DataFrame, *, file: str, category: str, id_prefix: str) -> dict:
-    """One RouteLLM table -> column-wise pieces (ids, prompts, categories, {model: scores}, {model: responses})."""
+def from_frame(df: pd.DataFrame, *, file: str, category: str, id_prefix: str, models=None) -> dict:
+    """One RouteLLM table -> column-wise pieces (ids, prompts, categories, {model: scores}, {model: responses}).
+    `models`: the user's choice of model columns (None: `split_columns`' rule)."""
     require_columns(df.columns, ["prompt"], file=file,
                     hint="; a RouteLLM CSV needs 'prompt' + one True/False column per model")
-    models, resp_cols = split_columns(list(df.columns))
+    models, resp_cols, other = split_columns(df, file=file, wanted=models)
     if not models:
-        raise DataError("no model columns besides 'prompt'", file=file, row=0)
+        raise DataError(f"no model columns besides 'prompt' (a model column holds True/False; other columns: "
+                        f"{other[:12]}); pass models= (CLI --models) to choose", file=file, row=0)
     prompts = require_text(df["prompt"], file=file, column="prompt")
     return {
         "ids": [f"{id_prefix}-{i}" for i in range(len(df))],
@@ -44,6 +63,7 @@ def from_frame(df: pd.DataFrame, *, file: str, category: str, id_prefix: str) ->
         "categories": [category] * len(df),
         "scores": {m: parse_scores(df[m], file=file, column=m) for m in models},
         "responses": {m: parse_texts(df[c]) for m, c in resp_cols.items()},
+        "other": other,
     }
 
 
@@ -74,7 +94,8 @@ def assemble(parts: list[dict], *, name: str, source: str, opts: LoadOptions, fi
     return RoutingDataset(ids=ids, prompts=prompts, categories=[x for p in parts for x in p["categories"]],
                           splits=assign_splits(prompts, seed=opts.seed, fractions=opts.split_fractions),
                           models=models, scores=scores, responses=responses, name=name,
-                          meta={"format": "routellm", "source": source})
+                          meta={"format": "routellm", "source": source,
+                                "other_columns": list(dict.fromkeys(c for p in parts for c in p["other"]))})
 
 
 def load(spec: str, opts: LoadOptions) -> RoutingDataset:
@@ -83,5 +104,6 @@ def load(spec: str, opts: LoadOptions) -> RoutingDataset:
     if not files:
         raise DataError("folder has no .csv files", file=str(p))
     cats = _category_names([f.stem for f in files])
-    parts = [from_frame(read_csv_table(f), file=str(f), category=c, id_prefix=f.stem) for f, c in zip(files, cats)]
+    parts = [from_frame(read_csv_table(f), file=str(f), category=c, id_prefix=f.stem, models=opts.models)
+             for f, c in zip(files, cats)]
     return assemble(parts, name=p.stem if p.is_file() else p.name, source=str(p), opts=opts, file=str(p))

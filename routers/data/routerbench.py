@@ -1,7 +1,8 @@
 """RouterBench wide format (CSV or pickle).
 
 Columns: sample_id, prompt, eval_name, then per model `<model>` (score), `<model>|model_response`,
-`<model>|total_cost`, and oracle_model_to_route_to. Empty score cells are missing (NaN), never zero;
+`<model>|total_cost`, and oracle_model_to_route_to. Where the file has `|...` columns, only columns
+with one are models; other extra columns are metadata (`model_columns`). Empty score cells are missing (NaN), never zero;
 category = eval_name. The official release is a pandas pickle: unpickling runs arbitrary code, so it
 is read only with trust_pickle=True.
 """
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from routers.data.common import (LoadOptions, check_unique_ids, parse_numbers, parse_scores, parse_texts,
-                                 read_csv_table, require_columns, require_text)
+                                 pick_models, read_csv_table, require_columns, require_text, warn_not_models)
 from routers.data.schema import RoutingDataset
 from routers.data.splits import assign_splits
 from routers.errors import DataError
@@ -51,13 +52,28 @@ def read_table(path: Path, trust_pickle: bool) -> pd.DataFrame:
     return read_csv_table(path)
 
 
+def model_columns(columns: list[str], *, file: str, wanted=None) -> tuple[list[str], list[str]]:
+    """(models, other columns). A model is a column with a `|total_cost` or `|model_response` sibling
+    when the file has such columns (so an `is_hard` 0/1 column is not a model), else every column
+    outside BASE_COLUMNS without a '|'. `wanted` (the user's list) overrides the rule."""
+    cand = [c for c in columns if c not in BASE_COLUMNS and "|" not in c]
+    if wanted is not None:
+        models = pick_models(cand, wanted, file=file)
+    elif any(c.endswith((RESPONSE, COST)) for c in columns):
+        models = [c for c in cand if c + COST in columns or c + RESPONSE in columns]
+        warn_not_models([c for c in cand if c not in models], "no |total_cost or |model_response column", file=file)
+    else:
+        models = cand
+    if not models:
+        raise DataError("no model score columns", file=file, row=0)
+    return models, [c for c in cand if c not in models]
+
+
 def from_frame(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions) -> RoutingDataset:
     df = df.rename(columns=str)
     require_columns(df.columns, ["prompt"], file=file,
                     hint="; RouterBench needs sample_id, prompt, eval_name, <model>...")
-    models = [c for c in df.columns if c not in BASE_COLUMNS and "|" not in c]
-    if not models:
-        raise DataError("no model score columns", file=file, row=0)
+    models, other = model_columns(list(df.columns), file=file, wanted=opts.models)
     prompts = require_text(df["prompt"], file=file, column="prompt")
     n = len(df)
     ids = [str(i) for i in range(n)]
@@ -77,7 +93,7 @@ def from_frame(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions) -> 
     return RoutingDataset(ids=ids, prompts=prompts, categories=cats,
                           splits=assign_splits(prompts, seed=opts.seed, fractions=opts.split_fractions),
                           models=models, scores=scores, costs=costs, responses=responses, name=name,
-                          meta={"format": "routerbench", "source": file})
+                          meta={"format": "routerbench", "source": file, "other_columns": other})
 
 
 def load(spec: str, opts: LoadOptions) -> RoutingDataset:
