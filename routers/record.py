@@ -10,6 +10,13 @@ answered, so on restart the finished queries are read back and skipped, and no p
 again for them; calls of a query that was in flight are covered by the pool's SQLite cache. A
 worker error is stored as {"error": ...} for that cell (score missing, never 0) and reported.
 
+One writer per file: the output is held under an exclusive `flock` while recording, so a second
+`baton record` on the same `--out` fails at once instead of paying for every call twice. The run's
+arguments (tasks, limit, seed, pool, workers, params) are kept beside it in `<out>.meta.json`; a
+resume with other arguments is refused, naming the argument, since it would mix two samples.
+Finished lines are group-committed: one write and one fsync for all the queries that finished
+while the previous fsync ran, so durability does not cap throughput.
+
 `embedded_dataset()` is the default dataset of `baton eval --data embedded` and `make demo`: the
 simulated pool recorded over packaged MMLU and GSM8K questions, cached under ~/.cache/baton.
 """
@@ -95,37 +102,163 @@ def records_to_dataset(rows: list[dict[str, Any]], *, file: str = "<records>", n
 
 # -- recording -------------------------------------------------------------------------------------
 
+META_FORMAT = "baton-record-args/1"
+# meta key -> how the user names it (the CLI flag, where there is one)
+_ARG_NAMES = {"tasks": "--tasks", "limit": "--limit", "seed": "--seed", "pool": "--pool",
+              "workers": "the pool's workers", "params": "params", "task_params": "task_params"}
+
+
+def meta_path(out: str | Path) -> Path:
+    """The sidecar holding the arguments a record file was made with: `<out>.meta.json`."""
+    return Path(str(out) + ".meta.json")
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def check_run_args(out: Path, args: dict[str, Any], *, has_records: bool) -> None:
+    """Refuse to resume `out` with arguments other than those it was recorded with (a mixed sample),
+    naming the first argument that differs; then store `args` in the sidecar. A file with records
+    but no sidecar (recorded before sidecars existed) is resumed and gains one."""
+    mp = meta_path(out)
+    args = _jsonable(args)
+    if has_records and mp.is_file():
+        try:
+            old = json.loads(mp.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise DataError(f"unreadable record arguments ({e}); restore it or record into a new file",
+                            file=str(mp)) from None
+        if not isinstance(old, dict) or old.get("format") != META_FORMAT:
+            raise DataError(f"not a record-arguments file (expected format {META_FORMAT!r})", file=str(mp))
+        for key, new in args.items():
+            if key in old and old[key] != new:
+                name = _ARG_NAMES.get(key, key)
+                raise DataError(f"{out} was recorded with {name} {old[key]!r}, this run has {name} {new!r}; "
+                                "resuming would mix two samples. Rerun with the same arguments, or record "
+                                "into a new --out", file=str(mp))
+    tmp = mp.with_name(mp.name + ".tmp")
+    tmp.write_text(json.dumps({"format": META_FORMAT, **args}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, mp)
+
+
+@contextlib.contextmanager
+def _exclusive_append(out: Path):
+    """`out` opened for binary appending under an exclusive, non-blocking flock (released when the
+    file closes, also when the process is killed): a second recorder on the same file fails here."""
+    f = out.open("ab")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError("another `baton record` is writing this file (it holds the lock); wait for it "
+                            "to finish, or record into another --out", file=str(out)) from None
+        yield f
+    finally:
+        f.close()
+
+
+class _GroupWriter:
+    """Appends finished lines to the record file from one background task. Lines that arrive while
+    a write+fsync is under way go out together in the next one (group commit), so a durable run
+    pays one fsync per batch, not per query; the fsync runs in a thread and never stalls the loop."""
+
+    def __init__(self, f, durable: bool, on_written):
+        self.f, self.durable, self.on_written = f, durable, on_written
+        self.queue: list[tuple[bytes, dict[str, Any]]] = []
+        self.written: list[dict[str, Any]] = []  # in file order
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task = asyncio.ensure_future(self._run())
+
+    def put(self, row: dict[str, Any]) -> None:
+        if self._task.done():  # the writer failed (disk full...): stop recording, say why
+            self._task.result()
+        # a lone surrogate in a reply becomes its JSON escape (\\ud800): the line is always writable
+        line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+        self.queue.append((line, row))
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.queue:
+                batch, self.queue = self.queue, []
+                self.f.write(b"".join(line for line, _ in batch))
+                self.f.flush()
+                if self.durable:
+                    await asyncio.to_thread(os.fsync, self.f.fileno())
+                self.written.extend(row for _, row in batch)
+                self.on_written(len(batch))
+            if self._closing:
+                return
+
+    async def close(self) -> None:
+        """Write (and fsync) every queued line, then stop."""
+        self._closing = True
+        self._wake.set()
+        await self._task
+
+
 async def arecord(pool, items: list[TaskItem], out_path: str | Path, *, concurrency: int = 8,
                   progress: bool = True, seed: int = 0, params: dict[str, Any] | None = None,
                   tasks: dict[str, Task] | None = None, retries: int = 2, durable: bool = True,
-                  task_params: dict[str, dict[str, Any]] | None = None) -> RoutingDataset:
+                  task_params: dict[str, dict[str, Any]] | None = None,
+                  run_args: dict[str, Any] | None = None) -> RoutingDataset:
     """`record` inside a running event loop. `tasks` maps task names to Task objects for suites
     that are not registered (tests, custom graders). Retryable worker errors (rate limits, 5xx,
     timeouts) are tried again `retries` times before the cell is recorded as an error. `durable`
     fsyncs every line (off only for rebuildable caches such as the embedded dataset).
-    `task_params` ({"gsm8k": {"max_tokens": 256}}) override `params` for one task's items."""
+    `task_params` ({"gsm8k": {"max_tokens": 256}}) override `params` for one task's items.
+    `run_args` (the CLI's tasks, limit, pool) join seed, workers and params in the sidecar that a
+    resume must match."""
     from tqdm.auto import tqdm
 
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = read_records(out)
-    done_ids = {r["id"] for r in done}
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
         raise DataError(f"duplicate item id {next(i for i in ids if ids.count(i) > 1)!r} in the items to record")
-    pending = [it for it in items if it.id not in done_ids]
     names = list(pool.names)
-    for i, r in enumerate(done, 1):
-        if set(r["results"]) != set(names):  # resuming with another pool would leave holes
-            raise DataError(f"query {r['id']!r} was recorded with workers {sorted(r['results'])}, but this pool "
-                            f"has {sorted(names)}; record into a new file", file=str(out), row=i)
-    if hasattr(pool, "register"):  # a simulated pool answers only items it knows
-        pool.register(pending, tasks)
+    with _exclusive_append(out) as f:
+        done = read_records(out)
+        for i, r in enumerate(done, 1):
+            if set(r["results"]) != set(names):  # resuming with another pool would leave holes
+                raise DataError(f"query {r['id']!r} was recorded with workers {sorted(r['results'])}, but this "
+                                f"pool has {sorted(names)}; record into a new file", file=str(out), row=i)
+        check_run_args(out, {**(run_args or {}), "seed": seed, "workers": sorted(names), "params": params,
+                             "task_params": task_params}, has_records=bool(done))
+        done_ids = {r["id"] for r in done}
+        pending = [it for it in items if it.id not in done_ids]
+        if hasattr(pool, "register"):  # a simulated pool answers only items it knows
+            pool.register(pending, tasks)
+        with tqdm(total=len(pending), disable=not progress, desc=f"record {out.name}", unit="query",
+                  mininterval=1.0) as bar:
+            writer = _GroupWriter(f, durable, bar.update)
+            try:
+                await _record_pending(pool, pending, names, writer, concurrency=concurrency, seed=seed,
+                                      params=params, tasks=tasks, retries=retries, task_params=task_params)
+            finally:  # queries already finished reach the file even when another one failed
+                await writer.close()
+    new_rows = writer.written
+    rows = done + new_rows  # file order: the returned dataset is what load_dataset(out) reads
+    ds = records_to_dataset(rows, file=str(out), name=out.stem, seed=seed)
+    if ds.meta["errors"]:
+        print(f"record: worker errors (cells left without a score): {ds.meta['errors']}", file=sys.stderr)
+    ds.meta.update(path=str(out), new=len(new_rows), resumed=len(done))
+    return ds
+
+
+async def _record_pending(pool, pending: list[TaskItem], names: list[str], writer: _GroupWriter, *,
+                          concurrency: int, seed: int, params: dict[str, Any] | None,
+                          tasks: dict[str, Task] | None, retries: int,
+                          task_params: dict[str, dict[str, Any]] | None) -> None:
+    """Every pending item against every worker: `concurrency` calls in flight at most, and as many
+    queries (a few beyond the calls, so a crash loses little), each appended once all its cells are in."""
     suites: dict[str, Task] = dict(tasks or {})
     splits = dict(zip((it.id for it in pending), assign_splits([it.prompt for it in pending], seed=seed)))
     sem = asyncio.Semaphore(max(1, concurrency))
-    lock = asyncio.Lock()
-    new_rows: list[dict[str, Any]] = []
 
     def suite(name: str) -> Task:
         if name not in suites:
@@ -151,43 +284,27 @@ async def arecord(pool, items: list[TaskItem], out_path: str | Path, *, concurre
                 "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
                 "latency": reply.latency_s}
 
-    async def query(item: TaskItem, f, bar) -> None:
+    async def query(item: TaskItem) -> None:
         results = await asyncio.gather(*(cell(item, w) for w in names))
         row = {"id": item.id, "prompt": item.prompt, "category": item.category, "split": splits[item.id],
                "answer": item.answer, "task": item.task, "results": dict(zip(names, results))}
-        async with lock:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-            new_rows.append(row)
-            bar.update(1)
+        writer.put(row)
 
-    with out.open("a", encoding="utf-8") as f, tqdm(total=len(pending), disable=not progress,
-                                                    desc=f"record {out.name}", unit="query") as bar:
-        # at most a few queries in flight beyond the call concurrency, so a crash loses little
-        window = max(1, concurrency)
-        running: set[asyncio.Task] = set()
-        try:
-            for item in pending:
-                if len(running) >= window:
-                    finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                    for t in finished:
-                        t.result()
-                running.add(asyncio.ensure_future(query(item, f, bar)))
-            for t in asyncio.as_completed(list(running)):
-                await t
-        finally:
-            for t in running:
-                t.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+    todo = iter(pending)
 
-    rows = done + new_rows  # file order: the returned dataset is what load_dataset(out) reads
-    ds = records_to_dataset(rows, file=str(out), name=out.stem, seed=seed)
-    if ds.meta["errors"]:
-        print(f"record: worker errors (cells left without a score): {ds.meta['errors']}", file=sys.stderr)
-    ds.meta.update(path=str(out), new=len(new_rows), resumed=len(done))
-    return ds
+    async def lane() -> None:  # one query at a time; `window` lanes share the item iterator
+        for item in todo:
+            await query(item)
+
+    window = max(1, concurrency)
+    lanes = [asyncio.ensure_future(lane()) for _ in range(min(window, len(pending)))]
+    try:
+        for t in asyncio.as_completed(lanes):
+            await t  # the first failure (a crash, not a worker error) propagates
+    finally:
+        for t in lanes:
+            t.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
 
 
 def record(pool, items: list[TaskItem], out_path: str | Path, *, concurrency: int = 8,
@@ -225,13 +342,14 @@ def summarize(ds: RoutingDataset) -> str:
 async def _record_with_pool(pool_path: str, items: list[TaskItem], out: str, *, cache: str | None,
                             concurrency: int, seed: int, params: dict[str, Any] | None,
                             progress: bool = True, durable: bool = True,
-                            task_params: dict[str, dict[str, Any]] | None = None) -> RoutingDataset:
+                            task_params: dict[str, dict[str, Any]] | None = None,
+                            run_args: dict[str, Any] | None = None) -> RoutingDataset:
     from routers.pool.config import load_pool
 
     pool = load_pool(pool_path, cache=cache)
     try:
         return await arecord(pool, items, out, concurrency=concurrency, seed=seed, params=params,
-                             progress=progress, durable=durable, task_params=task_params)
+                             progress=progress, durable=durable, task_params=task_params, run_args=run_args)
     finally:
         close = getattr(pool, "aclose", None)
         if close is not None:
@@ -243,10 +361,13 @@ def run_record(pool_path: str, tasks_spec: str, out: str, *, limit: int | None =
                task_params: dict[str, dict[str, Any]] | None = None) -> RoutingDataset:
     """What `baton record` and scripts/build_routing_data.py do. The response cache defaults to
     OUT + ".cache.sqlite", so a rerun after a crash repeats no paid call."""
+    from routers.pool.config import pool_path as resolve_pool
+
     items = load_task_items(tasks_spec, limit=limit, seed=seed)
     cache = cache or str(Path(out)) + ".cache.sqlite"
+    run_args = {"tasks": tasks_spec, "limit": limit, "pool": str(resolve_pool(pool_path).resolve())}
     ds = asyncio.run(_record_with_pool(pool_path, items, out, cache=cache, concurrency=concurrency,
-                                       seed=seed, params=params, task_params=task_params))
+                                       seed=seed, params=params, task_params=task_params, run_args=run_args))
     print(summarize(ds))
     return ds
 

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 
 from routers.data import load_dataset
 from routers.errors import DataError
 from routers.pool.base import AuthFailed, RateLimited, WorkerReply
-from routers.record import cli_record, embedded_dataset, read_records, record
+from routers.pool.stub import start_stub_server
+from routers.record import arecord, cli_record, embedded_dataset, meta_path, read_records, record, run_record
 from routers.tasks import get_task, load_task_items
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,3 +170,135 @@ def test_embedded_dataset_is_cached_and_deterministic(tmp_path, monkeypatch):
     assert again.ids == ds.ids
     other = embedded_dataset(seed=1, n_mmlu=30, n_gsm8k=20)
     assert other.ids != ds.ids
+
+
+# -- one writer per file, arguments kept beside it, resume after kill -9 ---------------------------
+
+class SlowPool(FakePool):
+    async def call(self, worker, messages, **params):
+        await asyncio.sleep(0.01)
+        return await super().call(worker, messages, **params)
+
+
+def test_second_recorder_on_the_same_file_is_refused(tmp_path, items):
+    out = tmp_path / "rec.jsonl"
+    first, second = SlowPool(items), SlowPool(items)
+
+    async def both():
+        a = asyncio.ensure_future(arecord(first, items, out, progress=False, concurrency=2))
+        await asyncio.sleep(0.05)  # the first one holds the file now
+        with pytest.raises(DataError, match=r"rec.jsonl.*another `baton record` is writing this file"):
+            await arecord(second, items, out, progress=False, concurrency=2)
+        return await a
+
+    ds = asyncio.run(both())
+    assert not second.calls  # refused before paying for anything
+    ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
+    assert len(ids) == len(items) == len(set(ids)) == len(ds)
+    again = FakePool(items)  # the lock is released at the end: a rerun resumes (nothing to do)
+    assert len(record(again, items, out, progress=False)) == len(items) and not again.calls
+
+
+def test_resume_with_other_arguments_is_refused_naming_the_argument(tmp_path):
+    pool = str(REPO / "configs/pools/simulated.yaml")
+    out = tmp_path / "sim.jsonl"
+    run_record(pool, "mmlu:4", str(out), seed=0)
+    meta = json.loads(meta_path(out).read_text())
+    assert meta["tasks"] == "mmlu:4" and meta["seed"] == 0 and meta["pool"].endswith("simulated.yaml")
+    before = out.read_bytes()
+    for kw, flag in (({"tasks_spec": "mmlu:6"}, "--tasks"), ({"seed": 1}, "--seed"), ({"limit": 3}, "--limit"),
+                     ({"params": {"temperature": 0}}, "params")):
+        args = {"tasks_spec": "mmlu:4", "seed": 0, **kw}
+        with pytest.raises(DataError, match=rf"recorded with {flag} .*this run has {flag} .*mix two samples"):
+            run_record(pool, args.pop("tasks_spec"), str(out), **args)
+    assert out.read_bytes() == before
+    ds = run_record(pool, "mmlu:4", str(out), seed=0)  # the same arguments resume
+    assert len(ds) == 4 and ds.meta["resumed"] == 4 and ds.meta["new"] == 0
+
+
+def test_a_file_without_arguments_is_resumed_and_gains_them(tmp_path, items):
+    out = tmp_path / "old.jsonl"
+    record(FakePool(items[:2]), items[:2], out, progress=False)
+    meta_path(out).unlink()  # recorded before the sidecar existed
+    ds = record(FakePool(items[:3]), items[:3], out, progress=False)
+    assert len(ds) == 3 and json.loads(meta_path(out).read_text())["workers"] == ["flaky", "right", "wrong"]
+
+
+def test_a_lone_surrogate_in_a_reply_is_written_escaped(tmp_path, items):
+    class Surrogate(FakePool):
+        async def call(self, worker, messages, **params):
+            reply = await super().call(worker, messages, **params)
+            reply.text += "\ud800"  # what a client that cut an emoji in half sends
+            return reply
+
+    out = tmp_path / "s.jsonl"
+    record(Surrogate(items[:2]), items[:2], out, progress=False)
+    rows = read_records(out)
+    assert len(rows) == 2 and rows[0]["results"]["right"]["response"].endswith("\ud800")
+
+
+def _stub_pool_file(tmp_path, url: str, workers=("a", "b")) -> str:
+    cfg = {"workers": [{"name": w, "backend": "openai", "model": f"m-{w}", "base_url": url, "api_key_env": None}
+                       for w in workers]}
+    p = tmp_path / "stub_pool.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return str(p)
+
+
+def _baton_record(pool: str, out, tasks: str, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "routers.cli", "record", "--pool", pool, "--tasks", tasks, "--out", str(out),
+           "--concurrency", "2", *extra]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def _wait_for(cond, timeout=60.0):
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_two_record_processes_on_one_out_one_is_refused(tmp_path):
+    url, stop = start_stub_server(faults={"latency_s": 0.05})
+    try:
+        pool, out = _stub_pool_file(tmp_path, url), tmp_path / "rec.jsonl"
+        a = _baton_record(pool, out, "mmlu:30")
+        _wait_for(lambda: meta_path(out).exists())  # written under the lock
+        b = _baton_record(pool, out, "mmlu:30")
+        _, err_b = b.communicate(timeout=120)
+        _, err_a = a.communicate(timeout=120)
+        assert a.returncode == 0, err_a
+        assert b.returncode == 2 and "another `baton record` is writing this file" in err_b, err_b
+        assert "Traceback" not in err_b
+        ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
+        assert len(ids) == 30 == len(set(ids))
+        assert stop.stub.requests == 60  # every (query, worker) paid once
+    finally:
+        stop()
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_keeps_written_records_and_repeats_no_call(tmp_path):
+    url, stop = start_stub_server(faults={"latency_s": 0.05})
+    try:
+        pool, out = _stub_pool_file(tmp_path, url), tmp_path / "rec.jsonl"
+        a = _baton_record(pool, out, "mmlu:40")
+        _wait_for(lambda: out.exists() and out.read_bytes().count(b"\n") >= 5)
+        a.send_signal(signal.SIGKILL)
+        a.wait(30)
+        kept = read_records(out)  # (a torn last line would be cut here)
+        assert 5 <= len(kept) < 40
+        requests_before = stop.stub.requests
+        b = _baton_record(pool, out, "mmlu:40")
+        _, err = b.communicate(timeout=120)
+        assert b.returncode == 0, err
+        rows = read_records(out)
+        assert rows[:len(kept)] == kept  # what was written before the kill is kept as it was
+        ids = [r["id"] for r in rows]
+        assert len(ids) == 40 == len(set(ids))
+        # finished queries are not asked again; calls in flight at the kill come from the cache
+        assert stop.stub.requests - requests_before <= 2 * (40 - len(kept))
+    finally:
+        stop()
