@@ -7,6 +7,7 @@ items from 1 (JSON lists), so "row 3" is always the third record of the file.
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,12 +171,83 @@ def require_text(values, *, file: str, column: str, first_row: int = 1) -> list[
     return [str(v) for v in cells]
 
 
-def check_unique_ids(ids: list[str], *, file: str, column: str = "id") -> None:
-    seen: dict[str, int] = {}
-    for i, x in enumerate(ids, start=1):
-        if x in seen:
-            raise DataError(f"duplicate id {x!r} (first at row {seen[x]})", file=file, row=i, column=column)
-        seen[x] = i
+def _rows_differ(ds, a: int, b: int) -> str | None:
+    """The first field in which rows a and b of `ds` differ, or None when they are the same record."""
+    for k in ("prompts", "categories", "splits", "answers"):
+        v = getattr(ds, k)
+        if v is not None and v[a] != v[b]:
+            return k.rstrip("s")
+    for k in ("scores", "costs", "input_tokens", "output_tokens", "latencies"):
+        v = getattr(ds, k)
+        if v is not None:
+            bad = ~((v[a] == v[b]) | (np.isnan(v[a]) & np.isnan(v[b])))
+            if bad.any():
+                return f"{k.rstrip('s')} of {ds.models[int(np.flatnonzero(bad)[0])]}"
+    if ds.responses is not None and ds.responses[a] != ds.responses[b]:
+        return "response"
+    return None
+
+
+def drop_repeated_ids(ds, *, file: str, column: str = "id"):
+    """`ds` with each repeated id kept once (first row), with a warning counting them, when the repeated
+    rows are the same record (publishers' files do repeat some, e.g. RouterBench's arc-challenge.val.172);
+    a DataError naming both rows when they differ. Rows count from 1 in the loaded order."""
+    first: dict[str, int] = {}
+    repeats: list[tuple[int, int]] = []
+    for i, x in enumerate(ds.ids):
+        j = first.setdefault(x, i)
+        if j != i:
+            repeats.append((j, i))
+    if not repeats:
+        return ds
+    for j, i in repeats:
+        what = _rows_differ(ds, j, i)
+        if what is not None:
+            raise DataError(f"duplicate id {ds.ids[i]!r} at rows {j + 1} and {i + 1} with different {what}",
+                            file=file, row=i + 1, column=column)
+    import warnings
+
+    j, i = repeats[0]
+    warnings.warn(f"file {file}: {len(repeats)} repeated rows (same id, same content) kept once, e.g. id "
+                  f"{ds.ids[i]!r} at rows {j + 1} and {i + 1}", stacklevel=3)
+    keep = np.ones(len(ds), dtype=bool)
+    keep[[i for _, i in repeats]] = False
+    out = ds.subset(keep)
+    out.meta["repeated_rows_dropped"] = len(repeats)
+    return out
+
+
+def warn_gaps(ds, *, file: str) -> None:
+    """Name what a loaded file leaves unknown, so nothing downstream mistakes it for 0: unknown (NaN)
+    costs per model with their first row, and models without any score in a split."""
+    import warnings
+
+    if ds.costs is not None:
+        nan = np.isnan(ds.costs)
+        cols = np.flatnonzero(nan.any(axis=0))
+        if cols.size:
+            parts = [f"{ds.models[j]!r} {int(nan[:, j].sum())} (first row {int(np.argmax(nan[:, j])) + 1})"
+                     for j in cols[:5]]
+            warnings.warn(f"file {file}: unknown (NaN) costs, kept unknown, never 0: {', '.join(parts)}"
+                          + (f" and {cols.size - 5} more models" if cols.size > 5 else ""), stacklevel=3)
+    splits = np.asarray(ds.splits, dtype=object)
+    for sp in dict.fromkeys(ds.splits):
+        rows = splits == sp
+        empty = [m for m, has in zip(ds.models, (~np.isnan(ds.scores[rows])).any(axis=0)) if not has]
+        if empty:
+            warnings.warn(f"file {file}: the {sp} split ({int(rows.sum())} rows) has no score for models {empty}",
+                          stacklevel=3)
+
+
+_INDEX_NAME = re.compile(r"^(Unnamed: 0)?$")
+
+
+def drop_index_column(df: pd.DataFrame) -> pd.DataFrame:
+    """Drop a leading index column as pandas' `to_csv()` writes it by default (header '' or, after a
+    read_csv round trip, 'Unnamed: 0'); RouterDC redistributes RouterBench that way."""
+    if len(df.columns) and _INDEX_NAME.match(str(df.columns[0])):
+        return df.drop(columns=df.columns[0])
+    return df
 
 
 def require_columns(columns, needed: list[str], *, file: str, hint: str = "") -> None:

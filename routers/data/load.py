@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from routers.data import hub, native, routellm, routerbench, scores_json
-from routers.data.common import LoadOptions, pick_models
+from routers.data.common import LoadOptions, drop_repeated_ids, pick_models, warn_gaps
 from routers.data.prices import apply_prices, load_prices
 from routers.data.schema import RoutingDataset
 from routers.data.splits import check_fractions
@@ -135,6 +135,9 @@ def load_dataset(spec: str, *, format: str | None = None, prices: str | dict | N
             raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", file=spec) from None
     if models is not None and list(ds.models) != list(models):  # formats that read every model
         ds = ds.select_models(pick_models(ds.models, models, file=spec))
+    if spec != "embedded":
+        ds = drop_repeated_ids(ds, file=spec, column=ds.meta.get("id_column", "id"))
+        warn_gaps(ds, file=spec)
     if prices is not None:
         ds = apply_prices(ds, load_prices(prices))
     return ds

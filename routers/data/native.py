@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from routers.data.common import (LoadOptions, check_unique_ids, parse_numbers, parse_scores, require_columns,
+from routers.data.common import (LoadOptions, parse_numbers, parse_scores, require_columns,
                                  require_text)
 from routers.data.schema import RoutingDataset
 from routers.data.splits import assign_splits, normalize_split
@@ -97,7 +97,6 @@ def from_records(rows: list[dict], *, file: str, name: str, opts: LoadOptions) -
                     col = cols[m] = [None] * n
                 col[i - 1] = v
     ids = [str(r["id"]) if r.get("id") is not None else f"{name}-{i}" for i, r in enumerate(rows)]
-    check_unique_ids(ids, file=file)
     prompts = [r["prompt"] for r in rows]
 
     def matrix(fld, parse):

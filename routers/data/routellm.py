@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from routers.data.common import (LoadOptions, check_unique_ids, parse_scores, parse_texts, pick_models,
+from routers.data.common import (LoadOptions, drop_index_column, parse_scores, parse_texts, pick_models,
                                  read_csv_table, require_columns, require_text, warn_not_models)
 from routers.data.schema import RoutingDataset
 from routers.data.splits import assign_splits
@@ -50,6 +50,7 @@ def split_columns(df: pd.DataFrame, *, file: str, wanted=None) -> tuple[list[str
 def from_frame(df: pd.DataFrame, *, file: str, category: str, id_prefix: str, models=None) -> dict:
     """One RouteLLM table -> column-wise pieces (ids, prompts, categories, {model: scores}, {model: responses}).
     `models`: the user's choice of model columns (None: `split_columns`' rule)."""
+    df = drop_index_column(df)
     require_columns(df.columns, ["prompt"], file=file,
                     hint="; a RouteLLM CSV needs 'prompt' + one True/False column per model")
     models, resp_cols, other = split_columns(df, file=file, wanted=models)
@@ -82,7 +83,6 @@ def assemble(parts: list[dict], *, name: str, source: str, opts: LoadOptions, fi
         models += [m for m in p["scores"] if m not in models]
     ids = [x for p in parts for x in p["ids"]]
     prompts = [x for p in parts for x in p["prompts"]]
-    check_unique_ids(ids, file=file)
     scores = np.vstack([np.column_stack([p["scores"].get(m, np.full(len(p["ids"]), np.nan)) for m in models])
                         for p in parts])
     responses = None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from routers.data.common import (LoadOptions, check_unique_ids, parse_numbers, parse_scores, parse_texts,
+from routers.data.common import (LoadOptions, drop_index_column, parse_numbers, parse_scores, parse_texts,
                                  pick_models, read_csv_table, require_columns, require_text, warn_not_models)
 from routers.data.schema import RoutingDataset
 from routers.data.splits import assign_splits
@@ -70,7 +70,7 @@ def model_columns(columns: list[str], *, file: str, wanted=None) -> tuple[list[s
 
 
 def from_frame(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions) -> RoutingDataset:
-    df = df.rename(columns=str)
+    df = drop_index_column(df.rename(columns=str))
     require_columns(df.columns, ["prompt"], file=file,
                     hint="; RouterBench needs sample_id, prompt, eval_name, <model>...")
     models, other = model_columns(list(df.columns), file=file, wanted=opts.models)
@@ -79,7 +79,6 @@ def from_frame(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions) -> 
     ids = [str(i) for i in range(n)]
     if "sample_id" in df:
         ids = require_text(df["sample_id"], file=file, column="sample_id")
-    check_unique_ids(ids, file=file, column="sample_id")
     cats = require_text(df["eval_name"], file=file, column="eval_name") if "eval_name" in df else [name] * n
     scores = np.column_stack([parse_scores(df[m], file=file, column=m) for m in models])
     costs = None
@@ -93,7 +92,8 @@ def from_frame(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions) -> 
     return RoutingDataset(ids=ids, prompts=prompts, categories=cats,
                           splits=assign_splits(prompts, seed=opts.seed, fractions=opts.split_fractions),
                           models=models, scores=scores, costs=costs, responses=responses, name=name,
-                          meta={"format": "routerbench", "source": file, "other_columns": other})
+                          meta={"format": "routerbench", "source": file, "other_columns": other,
+                                "id_column": "sample_id"})
 
 
 def load(spec: str, opts: LoadOptions) -> RoutingDataset:

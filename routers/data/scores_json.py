@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from routers.data.common import LoadOptions, check_unique_ids, parse_scores
+from routers.data.common import LoadOptions, parse_scores
 from routers.data.schema import RoutingDataset
 from routers.data.splits import assign_splits, normalize_split
 from routers.errors import DataError
@@ -108,7 +108,6 @@ def load(spec: str, opts: LoadOptions) -> RoutingDataset:
         splits += [split] * len(i) if split else assign_splits(pr, seed=opts.seed, fractions=opts.split_fractions)
         models += [m for m in sc if m not in models]
         cols.append((len(i), sc))
-    check_unique_ids(ids, file=str(p))
     scores = np.vstack([np.column_stack([sc.get(m, np.full(k, np.nan)) for m in models]) for k, sc in cols])
     return RoutingDataset(ids=ids, prompts=prompts, categories=cats, splits=splits, models=models,
                           scores=scores, answers=answers if any(a is not None for a in answers) else None,
@@ -121,7 +120,6 @@ def from_records(items: list[dict], *, file: str, name: str, split: str | None,
     if not items:
         raise DataError("no rows", file=file)
     ids, prompts, cats, answers, sc = _item_rows(items, file=file, name=name, id_prefix=name)
-    check_unique_ids(ids, file=file)
     models = list(sc)
     return RoutingDataset(
         ids=ids, prompts=prompts, categories=cats,
