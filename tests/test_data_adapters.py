@@ -109,6 +109,27 @@ def test_llmrouter_pair_headline_numbers(shared_dir):
     assert te.max(axis=1).mean() == pytest.approx(0.743, abs=5e-4)  # oracle: best model per query
 
 
+LLMROUTER_SLICE = Path(__file__).parent / "data" / "llmrouter_slice"  # real rows, checked in (MIT, LICENSE beside)
+
+
+def test_llmrouter_slice_as_published():
+    """The checked-in slice of LLMRouter's train/test pair, compared with a plain json reading."""
+    import json
+
+    ds = load_dataset(str(LLMROUTER_SLICE), prices=str(LLMROUTER_SLICE / "default_llm.json"))
+    raw = {s: json.loads((LLMROUTER_SLICE / f"{s}.json").read_text()) for s in ("train", "test")}
+    assert len(ds.split("train")) == 281 and len(ds.split("test")) == 100 and len(ds.split("validation")) == 0
+    assert ds.models == list(raw["train"][0]["scores"]) and ds.n_models == 9
+    assert ds.prompts == [it["question"] for s in ("train", "test") for it in raw[s]]
+    want = np.array([[it["scores"][m] for m in ds.models] for s in ("train", "test") for it in raw[s]], float)
+    np.testing.assert_array_equal(ds.scores, want)
+    assert ds.categories[0] == f"cluster_{raw['train'][0]['cluster_id']}"
+    assert set(ds.split("test").categories) == {"llmrouter_slice"}  # test items carry no cluster
+    assert not np.isnan(ds.costs).any() and (ds.costs > 0).all()  # every model priced by default_llm.json
+    acc = ds.split("test").scores.mean(axis=0)
+    assert 0.3 < acc.max() < 0.8 and ds.split("test").scores.max(axis=1).mean() > acc.max()  # oracle beats any one
+
+
 # -- datasets hub path (on local files) ---------------------------------------------------------
 def test_hub_path_on_local_parquet_and_folder(tmp_path, monkeypatch):
     import datasets

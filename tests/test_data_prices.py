@@ -63,12 +63,15 @@ def test_real_openrouter_catalog_file():
     assert t.lookup("openai/gpt-4o") == (2.5, 10.0) and t.lookup("GPT-4o") == (2.5, 10.0)
 
 
-def test_llmrouter_default_llm_json(shared_dir):
-    ds = load_dataset(str(shared_dir / "data/llmrouter/test.json"), prices=str(shared_dir / "data/llmrouter/default_llm.json"))
+LLMROUTER_SLICE = Path(__file__).parent / "data" / "llmrouter_slice"  # real LLMRouter rows + its price table
+
+
+def test_llmrouter_default_llm_json():
+    ds = load_dataset(str(LLMROUTER_SLICE / "test.json"), prices=str(LLMROUTER_SLICE / "default_llm.json"))
     assert not np.isnan(ds.costs).any()
     j = ds.model_index("qwen2.5-7b-instruct")  # $0.20 / $0.20 per M
     assert ds.costs[0, j] == pytest.approx(_est_cost(ds.prompts[0], None, 0.2, 0.2))
-    t = load_prices(str(shared_dir / "data/llmrouter/default_llm.json"))
+    t = load_prices(str(LLMROUTER_SLICE / "default_llm.json"))
     assert t.lookup("qwen/qwen2.5-7b-instruct") == t.lookup("qwen2.5-7b-instruct")  # the "model" field is an alias
 
 
