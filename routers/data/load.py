@@ -137,7 +137,8 @@ def load_dataset(spec: str, *, format: str | None = None, prices: str | dict | N
         ds = ds.select_models(pick_models(ds.models, models, file=spec))
     if spec != "embedded":
         ds = drop_repeated_ids(ds, file=spec, column=ds.meta.get("id_column", "id"))
-        warn_gaps(ds, file=spec)
     if prices is not None:
         ds = apply_prices(ds, load_prices(prices))
+    if spec != "embedded":
+        warn_gaps(ds, file=spec)  # after prices: a cost a price table filled is known
     return ds
