@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     e.add_argument("--trust-pickle", action="store_true", help="allow reading pickle files (runs code!)")
+    e.add_argument("--pool", default=None,
+                   help="pool YAML (or shipped name) to score episode routers (multi-turn TRINITY, Conductor) on")
+    e.add_argument("--unpriced-cost", type=float, default=None,
+                   help="dollars per call to assume for models without a price (default: their cost is unknown)")
+    e.add_argument("--models", default=None, help="comma list of model columns to read (others are metadata)")
+    e.add_argument("--allow-overlap", action="store_true",
+                   help="score even if training prompts also appear in the test data (leakage)")
     e.set_defaults(_fn="routers.evaluate:cli_eval")
 
     # baton pool check

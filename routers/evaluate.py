@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from routers import metrics as M
+from routers.accounting import mean_cost, unpriced_models
 from routers.baselines.base import Router
 from routers.data.schema import RoutingDataset
 from routers.errors import ConfigError, DataError
@@ -77,26 +78,43 @@ def _entry(acc: float, cost: float, **extra) -> dict:
     return {"accuracy": float(acc), "cost": float(cost), **extra}
 
 
-def evaluate(routers: dict[str, Router], train: RoutingDataset, test: RoutingDataset, *,
-             lams=None, n_boot: int = 1000, seed: int = 0, validation: RoutingDataset | None = None) -> dict:
-    """Fit, route and score each router; returns a JSON-ready dict.
+def _is_episodic(router: Any) -> bool:
+    """A `ServingRouter` (multi-turn TRINITY, a Conductor) is scored by running its episodes."""
+    from routers.episode import ServingRouter
+    return isinstance(router, ServingRouter)
+
+
+def evaluate(routers: dict[str, Any], train: RoutingDataset, test: RoutingDataset, *,
+             lams=None, n_boot: int = 1000, seed: int = 0, validation: RoutingDataset | None = None,
+             pool=None, progress: bool = True) -> dict:
+    """Fit, route and score each router on the same test questions; returns a JSON-ready dict.
+
+    Two kinds of router land in one table:
+    - a `Router` (baselines, TRINITY selection heads) picks one model per query and is scored on
+      the recorded cells; lam=0 gives the headline row, `lams` (default: `lam_grid` of its
+      predictions) its cost-quality curve;
+    - a `ServingRouter` (multi-turn TRINITY, the Conductor) answers each test question through
+      `ServingRouter.answer` against `pool`, as `baton serve` does, graded by the task graders
+      (`routers.episode_eval`); its curve is its one operating point.
 
     Layout: `routers[name]` has accuracy, cost, aiq, apgr, cpt50, cpt80, gap_closed, accuracy_ci,
-    p_vs_best_single, plus cost_ci, missing, share {model: fraction}, curve [{lam, cost, accuracy,
-    call_share}], fit_s, route_s. Top level: best_single, oracle, random, single_models (each model
-    as a point), weak/strong models (the APGR/CPT endpoints), aiq_max_cost and the settings.
-    Routers are nested under `routers` so a router named "oracle" cannot collide with the oracle row.
+    cost_ci, p_vs_best_single, p_vs_best_baseline (and which baseline that is), missing, share,
+    curve, kind ("recorded" | "episodes"), fit_s, route_s; episodes add turns and orchestration
+    tokens. `per_query` holds every router's per-question score and cost, keyed by test id order.
+    Top level: best_single, oracle, random, single_models, weak/strong models, aiq_max_cost,
+    unpriced_models and the settings.
 
+    - Missing scores and unknown costs follow `routers.accounting`: a missing score chosen is 0 and
+      counted; a cost that touches an unknown one is unknown (None), and so are AIQ/APGR/CPT.
     - Routers not yet `fitted` are fit on `train` (and `validation`, for routers that tune on it);
       a loaded checkpoint (fitted=True) is used as is.
-    - cost is the dollars actually paid per query (`Router.realized_cost`: a cascade pays for every
-      model it called), accuracy counts unrecorded (NaN) scores of the chosen model as 0 (`missing`).
-    - lam=0 gives the headline row; `lams` (default: `lam_grid` of each router's predictions) the curve.
     - AIQ's shared maximum cost (RouterBench: the largest hull cost of the routers compared) also
-      counts every single model's cost, so a router's AIQ depends on the others only when one of
-      them spends more than the dearest model (a cascade can); it is written as aiq_max_cost.
-    - accuracy_ci / cost_ci: 95% percentile bootstrap over test queries; p_vs_best_single: paired
-      bootstrap on the per-query score difference with the best single model (same resamples).
+      counts every single model's cost; it is written as aiq_max_cost.
+    - accuracy_ci / cost_ci: 95% percentile bootstrap over test queries; p-values: paired bootstrap
+      on per-query score differences (same resamples for every router). The best baseline is the
+      most accurate baseline router on this test split other than the oracle (and than the router
+      itself): the strongest simple competitor, chosen after the fact, so the comparison is
+      conservative for the router being tested.
     - A router with `fit_oracle` (the oracle baseline) is given the test split: it is a ceiling by design.
       A router with `attach_responses` (the cascade) is given the test responses and costs, not the
       scores: what calling the models would have returned.
@@ -105,8 +123,13 @@ def evaluate(routers: dict[str, Router], train: RoutingDataset, test: RoutingDat
         raise DataError("the test split is empty", file=test.name)
     if not routers:
         raise ConfigError("no routers to evaluate")
+    episodic = [n for n, r in routers.items() if _is_episodic(r)]
+    if episodic and pool is None:
+        raise ConfigError(f"router(s) {', '.join(episodic)} run multi-step episodes and are scored by answering "
+                          "the test questions against a pool: pass --pool (e.g. configs/pools/simulated.yaml)")
     S, C = test.scores, test.cost_matrix()
     models = list(test.models)
+    unpriced = unpriced_models(test.costs, models)
     single_acc, single_cost = M.single_models(S, C)
     best = M.best_single(S, C)
     oracle = M.oracle(S, C)
@@ -116,80 +139,136 @@ def evaluate(routers: dict[str, Router], train: RoutingDataset, test: RoutingDat
     prompts, cats = list(test.prompts), list(test.categories)
 
     out_routers: dict[str, dict] = {}
-    curves: dict[str, M.Curve] = {}
-    for name, router in tqdm(routers.items(), desc="evaluate", unit="router"):
-        t0 = time.perf_counter()
-        if not _is_fitted(router):
-            if len(train) == 0:
-                raise DataError(f"router {name!r} needs fitting but the training split is empty", file=train.name)
-            router.fit(train, validation if validation is not None and len(validation) else None)
-        if hasattr(router, "fit_oracle"):
-            router.fit_oracle(test)
-        if hasattr(router, "attach_responses"):  # a cascade replays the recorded answers it "calls"
-            router.attach_responses(test)
-        fit_s = time.perf_counter() - t0
-        cols = _column_map(name, router, test)
-
-        t0 = time.perf_counter()
-        q = np.asarray(router.predict_quality(prompts, cats), float)
-        c = np.asarray(router.predict_cost(prompts, cats), float)
-        route_s = time.perf_counter() - t0
-        if q.shape != (len(test), len(cols)) or c.shape != q.shape:
-            raise ValueError(f"router {name!r} predicted quality {q.shape} / cost {c.shape} for "
-                             f"{len(test)} queries x {len(cols)} models")
-        grid = lam_grid(q, c) if lams is None else np.unique(np.r_[0.0, np.asarray(lams, float)])
-        to_router = np.zeros(len(models), dtype=int)
-        to_router[cols] = np.arange(len(cols))
-        curve = M.sweep(lambda lam: cols[router.route(prompts, lam, cats, quality=q, cost=c)], grid, S, C,
-                        paid=lambda ch: _realized_cost(router, to_router[ch], C[:, cols]))
-        curves[name] = curve
-
-        head = int(np.flatnonzero(curve.lam == 0)[0])
-        choice0 = curve.choices[head]
-        sc, _, missing = M.chosen(S, C, choice0)
-        co = curve.paid[head]
+    points: dict[str, np.ndarray] = {}
+    per_query: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, router in tqdm(routers.items(), desc="evaluate", unit="router", disable=not progress):
+        if _is_episodic(router):
+            from routers.episode_eval import score_episodes
+            t0 = time.perf_counter()
+            ep = score_episodes(router, test, pool, progress=progress)
+            sc, co = ep.score, ep.cost
+            row = {"kind": "episodes", "missing": 0, "fit_s": 0.0, "route_s": time.perf_counter() - t0,
+                   "turns": float(ep.turns.mean()), "orchestration_tokens": float(ep.orchestration_tokens.mean()),
+                   "failed_episodes": sum(e is not None for e in ep.errors),
+                   "share": _worker_share(ep.workers, models)}
+            x = np.array([np.nan])  # a one-point curve: the share of calls off the weak model is per step
+            curve_pts = np.array([[_mean(co), float(sc.mean())]])
+            row["curve"] = [{"lam": 0.0, "cost": curve_pts[0, 0], "accuracy": curve_pts[0, 1], "call_share": None}]
+        else:
+            sc, co, row, curve, x = _score_recorded(name, router, train, test, validation, S, C, prompts, cats,
+                                                    lams, weak)
+            curve_pts = curve.points()
+        per_query[name] = (sc, co)
+        points[name] = curve_pts
         ci = M.bootstrap_ci(np.column_stack([sc, co]), n_boot=n_boot, seed=seed)
-        x = curve.call_share(weak)
         acc = float(sc.mean())
+        ok_x = weak is not None and np.isfinite(x).all()
         out_routers[name] = {
-            "accuracy": acc, "cost": float(co.mean()),
-            "aiq": None,  # filled below with the shared max cost
-            "apgr": M.apgr(x, curve.accuracy, single_acc[weak], best["accuracy"]),
-            "cpt50": M.cpt(x, curve.accuracy, single_acc[weak], best["accuracy"], 0.5),
-            "cpt80": M.cpt(x, curve.accuracy, single_acc[weak], best["accuracy"], 0.8),
+            "accuracy": acc, "cost": _mean(co), "aiq": None,  # AIQ filled below with the shared max cost
+            "apgr": M.apgr(x, curve_pts[:, 1], single_acc[weak], best["accuracy"]) if ok_x else None,
+            "cpt50": M.cpt(x, curve_pts[:, 1], single_acc[weak], best["accuracy"], 0.5) if ok_x else None,
+            "cpt80": M.cpt(x, curve_pts[:, 1], single_acc[weak], best["accuracy"], 0.8) if ok_x else None,
             "gap_closed": M.gap_closed(acc, best["accuracy"], oracle["accuracy"]),
-            "accuracy_ci": ci[0].tolist(),
+            "accuracy_ci": ci[0].tolist(), "cost_ci": ci[1].tolist(),
             "p_vs_best_single": M.paired_bootstrap_p(sc, best_q, n_boot=n_boot, seed=seed),
-            "cost_ci": ci[1].tolist(), "missing": missing,
-            "share": dict(zip(models, M.share(choice0, len(models)).tolist())),
-            "curve": [{"lam": float(l), "cost": float(cc), "accuracy": float(a), "call_share": float(s)}
-                      for l, cc, a, s in zip(curve.lam, curve.cost, curve.accuracy, x)],
-            "fit_s": fit_s, "route_s": route_s,
+            **row,
         }
-        if len(c) and not np.any(np.ptp(c, axis=1) > 0) and np.nanmax(C[:, cols], initial=0.0) > 0:
-            # a cost-blind router: no lam moves it, so its "curve" is its lam=0 point and AIQ/APGR
-            # read that point alone; say so rather than let the numbers pass as a trade-off
-            note = ("predicts the same cost for every model, so its cost-quality curve is one point "
-                    "(a TRINITY route checkpoint trained without prices: retrain with data.prices=...)")
-            out_routers[name]["note"] = note
-            print(f"evaluate: router {name!r} {note}", file=sys.stderr)
 
-    max_cost = max([float(single_cost.max())] +
-                   [float(M.nondecreasing_convex_hull(cv.points())[-1, 0]) for cv in curves.values()])
-    for name, cv in curves.items():
-        out_routers[name]["aiq"] = M.aiq(cv.points(), max_cost=max_cost)
+    costs_known = [float(np.max(p[:, 0])) for p in points.values() if np.isfinite(p[:, 0]).all()]
+    max_cost = float("nan") if unpriced or len(costs_known) < len(points) else max(
+        [float(single_cost.max())] + [float(M.nondecreasing_convex_hull(p)[-1, 0]) for p in points.values()])
+    for name, p in points.items():
+        out_routers[name]["aiq"] = M.aiq(p, max_cost=max_cost) if np.isfinite(max_cost) else None
+    baselines = [n for n, r in routers.items() if not _is_episodic(r) and not getattr(r, "from_checkpoint", False)
+                 and not hasattr(r, "fit_oracle")]
+    for name, r in out_routers.items():
+        rivals = [b for b in baselines if b != name]
+        if rivals:
+            b = max(rivals, key=lambda k: out_routers[k]["accuracy"])
+            r["best_baseline"] = b
+            r["p_vs_best_baseline"] = M.paired_bootstrap_p(per_query[name][0], per_query[b][0],
+                                                           n_boot=n_boot, seed=seed)
+        else:
+            r["best_baseline"] = r["p_vs_best_baseline"] = None
 
     return _jsonable({
         "dataset": test.name, "n_train": len(train), "n_test": len(test), "models": models,
         "best_single": _entry(best["accuracy"], best["cost"], model=models[best["index"]]),
-        "oracle": _entry(oracle["accuracy"], oracle["cost"], missing=oracle["missing"],
+        "oracle": _entry(oracle["accuracy"], _mean(oracle_cost(S, C, oracle["choice"])), missing=oracle["missing"],
                          share=dict(zip(models, M.share(oracle["choice"], len(models)).tolist()))),
         "random": M.random_expected(S, C),
         "single_models": [_entry(a, c, model=m) for m, a, c in zip(models, single_acc, single_cost)],
-        "weak_model": models[weak], "strong_model": models[best["index"]],
+        "weak_model": None if weak is None else models[weak], "strong_model": models[best["index"]],
+        "unpriced_models": unpriced, "unpriced_cost": test.meta.get("unpriced_cost"),
         "aiq_max_cost": max_cost, "n_boot": n_boot, "seed": seed,
+        "test_rule": test.meta.get("test_rule"),
         "routers": out_routers,
+        "per_query": {"ids": list(test.ids),
+                      **{n: {"score": sc.tolist(), "cost": co.tolist()} for n, (sc, co) in per_query.items()}},
     })
+
+
+def _mean(x) -> float:
+    """Mean dollars, unknown (NaN) if any term is: the accounting rule."""
+    return float(mean_cost(x))
+
+
+def oracle_cost(S, C, choice) -> np.ndarray:
+    return M.chosen(S, C, choice)[1]
+
+
+def _worker_share(workers: list[list[str]], models: list[str]) -> dict[str, float]:
+    """Fraction of episodes whose final answer came from each worker."""
+    last = [w[-1] for w in workers if w]
+    return {m: last.count(m) / max(len(workers), 1) for m in sorted(set(models) | set(last))}
+
+
+def _score_recorded(name, router, train, test, validation, S, C, prompts, cats, lams, weak):
+    """Fit (unless loaded), route the test split over lam, and read the chosen recorded cells."""
+    models = list(test.models)
+    t0 = time.perf_counter()
+    if not _is_fitted(router):
+        if len(train) == 0:
+            raise DataError(f"router {name!r} needs fitting but the training split is empty", file=train.name)
+        router.fit(train, validation if validation is not None and len(validation) else None)
+    if hasattr(router, "fit_oracle"):
+        router.fit_oracle(test)
+    if hasattr(router, "attach_responses"):  # a cascade replays the recorded answers it "calls"
+        router.attach_responses(test)
+    fit_s = time.perf_counter() - t0
+    cols = _column_map(name, router, test)
+
+    t0 = time.perf_counter()
+    q = np.asarray(router.predict_quality(prompts, cats), float)
+    c = np.asarray(router.predict_cost(prompts, cats), float)
+    route_s = time.perf_counter() - t0
+    if q.shape != (len(test), len(cols)) or c.shape != q.shape:
+        raise ValueError(f"router {name!r} predicted quality {q.shape} / cost {c.shape} for "
+                         f"{len(test)} queries x {len(cols)} models")
+    grid = lam_grid(q, c) if lams is None else np.unique(np.r_[0.0, np.asarray(lams, float)])
+    to_router = np.zeros(len(models), dtype=int)
+    to_router[cols] = np.arange(len(cols))
+    curve = M.sweep(lambda lam: cols[router.route(prompts, lam, cats, quality=q, cost=c)], grid, S, C,
+                    paid=lambda ch: _realized_cost(router, to_router[ch], C[:, cols]))
+    head = int(np.flatnonzero(curve.lam == 0)[0])
+    choice0 = curve.choices[head]
+    sc, _, missing = M.chosen(S, C, choice0)
+    co = curve.paid[head]
+    x = curve.call_share(weak) if weak is not None else np.full(len(curve.lam), np.nan)
+    row = {"kind": "recorded", "missing": missing,
+           "share": dict(zip(models, M.share(choice0, len(models)).tolist())),
+           "curve": [{"lam": float(l), "cost": float(cc), "accuracy": float(a), "call_share": float(s)}
+                     for l, cc, a, s in zip(curve.lam, curve.cost, curve.accuracy, x)],
+           "fit_s": fit_s, "route_s": route_s}
+    known = C[:, cols][np.isfinite(C[:, cols])]
+    if len(c) and not np.any(np.ptp(c, axis=1) > 0) and known.size and known.max() > 0:
+        # a cost-blind router: no lam moves it, so its "curve" is its lam=0 point and AIQ/APGR
+        # read that point alone; say so rather than let the numbers pass as a trade-off
+        note = ("predicts the same cost for every model, so its cost-quality curve is one point "
+                "(a TRINITY route checkpoint trained without prices: retrain with data.prices=...)")
+        row["note"] = note
+        print(f"evaluate: router {name!r} {note}", file=sys.stderr)
+    return sc, co, row, curve, x
 
 
 def _jsonable(x: Any) -> Any:
@@ -206,21 +285,33 @@ def _jsonable(x: Any) -> Any:
 
 
 # -- baton eval ------------------------------------------------------------------------------
-def build_routers(spec: str, encoder: str | None = None) -> dict[str, Router]:
-    """Routers from the --routers list: baseline names, or name=CHECKPOINT_DIR (loaded, marked fitted)."""
+def build_routers(spec: str, encoder: str | None = None, pool=None) -> dict[str, Any]:
+    """Routers from the --routers list: baseline names, or name=CHECKPOINT_DIR (loaded, marked fitted).
+
+    A checkpoint that answers in one step (a TRINITY selection head, a fitted baseline) is scored on
+    recorded data; one that runs episodes (multi-turn TRINITY, a Conductor) is loaded as the server
+    loads it and scored against `pool`."""
     from routers import registry
 
-    out: dict[str, Router] = {}
+    out: dict[str, Any] = {}
     for item in (s.strip() for s in spec.split(",")):
         if not item:
             continue
         if "=" in item:
             name, path = (s.strip() for s in item.split("=", 1))
             router = registry.load_checkpoint(path)
-            if not callable(getattr(router, "predict_quality", None)):
+            if _runs_episodes(router):
+                if pool is None:
+                    raise ConfigError(f"--routers {name}={path}: this checkpoint runs multi-step episodes; "
+                                      "pass --pool (the pool it routes over) to score them")
+                from routers.serve.loading import load_serving_router
+                router = load_serving_router(f"{name}={path}", pool)
+            elif not callable(getattr(router, "predict_quality", None)):
                 raise ConfigError(f"checkpoint {path} ({type(router).__name__}) is not an evaluable router "
                                   "(no predict_quality)")
-            router.fitted = True
+            else:
+                router.fitted = True
+            router.from_checkpoint = True
         else:
             name = item
             try:
@@ -237,14 +328,17 @@ def build_routers(spec: str, encoder: str | None = None) -> dict[str, Router]:
     return out
 
 
+def _runs_episodes(router: Any) -> bool:
+    """Multi-turn TRINITY (a head with roles) and any `ServingRouter` (a Conductor)."""
+    if _is_episodic(router):
+        return True
+    head = getattr(getattr(router, "trinity", None), "head", None)
+    return bool(getattr(head, "n_roles", 0))
+
+
 def _accepts(cls, param: str) -> bool:
     sig = inspect.signature(cls.__init__).parameters
     return param in sig or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
-
-
-def _split_or_all(ds: RoutingDataset, split: str) -> RoutingDataset:
-    part = ds.split(split)
-    return part if len(part) else ds
 
 
 def _fmt(v, pct=False) -> str:
@@ -254,65 +348,140 @@ def _fmt(v, pct=False) -> str:
     return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
 
 
+def _cost(v) -> str:
+    return "?" if v is None else f"{v:.3g}"
+
+
 def print_table(result: dict) -> None:
     """One rich table: a row per router, then the sanity rows (best single, oracle, random)."""
     from rich.console import Console
     from rich.table import Table
 
+    weak = result["weak_model"] or "? (unpriced models)"
     t = Table(title=f"{result['dataset']}: {result['n_test']} test queries, {len(result['models'])} models "
-                    f"(weak {result['weak_model']}, strong {result['strong_model']})")
-    for col in ("router", "accuracy [95% CI]", "cost $/query", "AIQ", "APGR", "CPT50", "CPT80",
-                "gap closed", "p vs best"):
-        t.add_column(col, justify="left" if col == "router" else "right")
+                    f"(weak {weak}, strong {result['strong_model']})",
+              caption=f"test set: {result.get('test_rule') or 'as given'}")
+    for col in ("router", "scored on", "accuracy [95% CI]", "cost $/query", "AIQ", "APGR", "CPT50", "CPT80",
+                "gap closed", "p vs best single", "p vs best baseline"):
+        t.add_column(col, justify="left" if col in ("router", "scored on") else "right")
     for name, r in result["routers"].items():
         lo, hi = r["accuracy_ci"]
-        t.add_row(name, f"{_fmt(r['accuracy'])} [{_fmt(lo)}, {_fmt(hi)}]", f"{r['cost']:.3g}", _fmt(r["aiq"]),
-                  _fmt(r["apgr"]), _fmt(r["cpt50"], True), _fmt(r["cpt80"], True), _fmt(r["gap_closed"]),
-                  _fmt(r["p_vs_best_single"]))
+        pb = "-" if r.get("p_vs_best_baseline") is None else f"{_fmt(r['p_vs_best_baseline'])} ({r['best_baseline']})"
+        t.add_row(name, r.get("kind", "recorded"), f"{_fmt(r['accuracy'])} [{_fmt(lo)}, {_fmt(hi)}]", _cost(r["cost"]),
+                  _fmt(r["aiq"]), _fmt(r["apgr"]), _fmt(r["cpt50"], True), _fmt(r["cpt80"], True),
+                  _fmt(r["gap_closed"]), _fmt(r["p_vs_best_single"]), pb)
     t.add_section()
     for label, row in (("best single: " + result["best_single"]["model"], result["best_single"]),
                        ("oracle", result["oracle"]), ("random (expected)", result["random"])):
-        t.add_row(label, _fmt(row["accuracy"]), f"{row['cost']:.3g}", *["-"] * 6)
+        t.add_row(label, "recorded", _fmt(row["accuracy"]), _cost(row["cost"]), *["-"] * 7)
     console = Console()
     if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
-        console = Console(width=200)
+        console = Console(width=220)
     console.print(t)
+    if result.get("unpriced_models"):
+        console.print(f"note: no price for {', '.join(result['unpriced_models'])}: costs that include them are "
+                      "unknown ('?'), and AIQ/APGR/CPT are not computed; pass --prices or --unpriced-cost X")
+    if result.get("unpriced_cost") is not None:
+        console.print(f"note: unpriced models were charged ${result['unpriced_cost']:g} per call (--unpriced-cost)")
     for name, r in result["routers"].items():
         if r["missing"]:
             console.print(f"note: {name} chose {r['missing']} (query, model) pairs with no recorded score; "
                           "they count as wrong")
+        if r.get("failed_episodes"):
+            console.print(f"note: {name}: {r['failed_episodes']} episodes failed; they count as wrong")
+
+
+def _check_writable(path: str | None, flag: str) -> None:
+    """Fail before the evaluation, not after it, when an output path cannot be written."""
+    if not path:
+        return
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        existed = p.exists()
+        with p.open("a"):
+            pass
+        if not existed:
+            p.unlink()
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+
+
+def split_for_eval(data: RoutingDataset, source: RoutingDataset | None, *, data_spec: str,
+                   train_spec: str | None = None, allow_overlap: bool = False):
+    """(train, validation, test) by the rule `baton eval` states in its header.
+
+    - --train given: every row of --data is a test question (the user gave a test file); --train's
+      'validation' rows (if any) tune, all its other rows fit.
+    - one dataset: its 'test' split is scored, 'train'/'validation' fit; the splits are the
+      publisher's labels, or a seeded prompt-hash split where the file has none.
+    Prompts present on both sides are refused (leakage) unless `allow_overlap`."""
+    from routers.data.overlap import overlapping
+
+    if source is not None:
+        test = data
+        is_val = np.array([sp == "validation" for sp in source.splits], dtype=bool)
+        train, validation = source.subset(~is_val), source.subset(is_val)
+        rule = f"every row of --data ({len(test)} questions); fitted on --train ({len(train)} rows)"
+    else:
+        test, train, validation = data.split("test"), data.split("train"), data.split("validation")
+        if not len(test):
+            raise DataError("has no 'test' rows; evaluating on all rows would score the routers on their "
+                            "own training data: pass --train with a separate training set", file=data_spec)
+        rule = (f"the 'test' split of --data ({len(test)} of {len(data)} questions; publisher's split labels, "
+                f"or a seeded prompt-hash split where the file has none)")
+    if sorted(train.models) != sorted(test.models) and len(train):
+        raise DataError(f"training data has models {train.models} but the test data has {test.models}",
+                        file=train_spec or data_spec)
+    if len(train) and train.models != test.models:
+        train, validation = train.select_models(test.models), validation.select_models(test.models)
+    leaked = overlapping(list(train.prompts) + list(validation.prompts), test.prompts)
+    if leaked:
+        msg = (f"{len(leaked)} of {len(test)} test prompts also appear in the training data (normalized text), "
+               f"e.g. row {leaked[0]}: {str(test.prompts[leaked[0]])[:80]!r}")
+        if not allow_overlap:
+            raise DataError(msg + "; a router can look their answers up. Remove them, or pass --allow-overlap",
+                            file=data_spec)
+        print(f"warning: {msg} (--allow-overlap)", file=sys.stderr)
+        rule += f"; {len(leaked)} test prompts overlap training (--allow-overlap)"
+    test.meta["test_rule"] = rule
+    test.meta["overlap"] = len(leaked)
+    return train, validation, test
 
 
 def cli_eval(args) -> int:
     """`baton eval`: load --data (and --train), build --routers, evaluate, print, write --json/--plot."""
+    from routers.accounting import fill_unpriced
     from routers.data import load_dataset
 
+    if args.bootstrap < 1:
+        raise ConfigError(f"--bootstrap {args.bootstrap}: need at least 1 resample (1000 is the default)")
+    _check_writable(args.json, "--json")
+    _check_writable(args.plot, "--plot")
+
     def load(spec):
-        return load_dataset(spec, format=args.format, prices=args.prices, trust_pickle=args.trust_pickle,
-                            seed=args.seed)
+        ds = load_dataset(spec, format=args.format, prices=args.prices, trust_pickle=args.trust_pickle,
+                          seed=args.seed, models=getattr(args, "models", None))
+        return ds if args.unpriced_cost is None else fill_unpriced(ds, args.unpriced_cost)
 
     data = load(args.data)
-    test = _split_or_all(data, "test")
-    source = load(args.train) if args.train else data
-    validation = source.split("validation")
-    if args.train:
-        train = _split_or_all(source, "train")
-    else:
-        train = data.split("train")
-        if len(test) == len(data):
-            raise DataError("has no 'test' rows; evaluating on all rows would score the routers on their "
-                            "own training data: pass --train with a separate training set", file=args.data)
-    if sorted(train.models) != sorted(test.models) and len(train):
-        raise DataError(f"training data has models {train.models} but the test data has {test.models}",
-                        file=args.train or args.data)
-    if len(train) and train.models != test.models:
-        train, validation = train.select_models(test.models), validation.select_models(test.models)
-
-    routers = build_routers(args.routers, encoder=args.encoder)
-    result = evaluate(routers, train, test, n_boot=args.bootstrap, seed=args.seed, validation=validation)
+    source = load(args.train) if args.train else None
+    train, validation, test = split_for_eval(data, source, data_spec=args.data, train_spec=args.train,
+                                             allow_overlap=args.allow_overlap)
+    pool = None
+    if args.pool:
+        from routers.pool.config import load_pool
+        pool = load_pool(args.pool)
+    routers = build_routers(args.routers, encoder=args.encoder, pool=pool)
+    try:
+        result = evaluate(routers, train, test, n_boot=args.bootstrap, seed=args.seed, validation=validation,
+                          pool=pool)
+    finally:
+        if pool is not None:
+            import asyncio
+            asyncio.run(pool.aclose())
     print_table(result)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))
         print(f"metrics -> {args.json}")
     if args.plot:

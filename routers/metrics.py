@@ -3,8 +3,9 @@
 Conventions shared by every function here:
 - `scores[i, j]` in [0, 1] is model j's score on query i; NaN means "not recorded". A routing that
   picks a NaN cell counts it as 0 (a wrong answer, never skipped) and reports how many such cells it
-  hit as `missing`, so a router cannot gain by steering toward unrecorded cells.
-- `costs[i, j]` is dollars; NaN costs count as 0 (use `RoutingDataset.cost_matrix()`).
+  hit as `missing` (`routers.accounting`, the one rule).
+- `costs[i, j]` is dollars; NaN means unknown, and every cost that sums over an unknown cell is
+  NaN (unknown), never a zero-filled guess (`routers.accounting`).
 - `choice` is an int array (n,) of model indices, one per query.
 - `cost` is the mean dollars per query (RouterBench plots total cost; every metric below that uses
   cost is invariant to that scaling).
@@ -21,12 +22,14 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from routers.accounting import decision_costs, mean_cost, score_chosen
+
 
 def _matrices(scores, costs) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 2:
         raise ValueError(f"scores must be (n_queries, n_models), got shape {s.shape}")
-    c = np.zeros_like(s) if costs is None else np.asarray(costs, dtype=np.float64)
+    c = np.full(s.shape, np.nan) if costs is None else np.asarray(costs, dtype=np.float64)
     if c.shape != s.shape:
         raise ValueError(f"costs shape {c.shape} != scores shape {s.shape}")
     return s, c
@@ -43,13 +46,13 @@ def _choice(choice, n: int, m: int) -> np.ndarray:
 
 # -- one routing ------------------------------------------------------------------------------
 def chosen(scores, costs, choice) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per-query (score, cost) of the chosen models, NaN scores as 0, and the count of NaN scores hit."""
+    """Per-query (score, cost) of the chosen models, NaN scores as 0, unknown costs NaN, and the
+    count of NaN scores hit."""
     s, c = _matrices(scores, costs)
     ch = _choice(choice, *s.shape)
     rows = np.arange(len(ch))
-    sc, co = s[rows, ch], c[rows, ch]
-    missing = int(np.isnan(sc).sum())
-    return np.nan_to_num(sc, nan=0.0), np.nan_to_num(co, nan=0.0), missing
+    sc, missing = score_chosen(s[rows, ch])
+    return sc, c[rows, ch], missing
 
 
 def accuracy_cost(scores, costs, choice) -> dict:
@@ -68,9 +71,10 @@ def share(choice, n_models: int) -> np.ndarray:
 
 # -- reference routings -----------------------------------------------------------------------
 def single_models(scores, costs) -> tuple[np.ndarray, np.ndarray]:
-    """(accuracy, mean cost) of always choosing each model; NaN scores count 0 as in any routing."""
+    """(accuracy, mean cost) of always choosing each model; NaN scores count 0 as in any routing, a
+    model with any unknown cost has unknown (NaN) mean cost."""
     s, c = _matrices(scores, costs)
-    return np.nan_to_num(s, nan=0.0).mean(axis=0), np.nan_to_num(c, nan=0.0).mean(axis=0)
+    return score_chosen(s)[0].mean(axis=0), mean_cost(c, axis=0)
 
 
 def best_single(scores, costs) -> dict:
@@ -84,9 +88,12 @@ def best_single(scores, costs) -> dict:
     return {"index": j, "accuracy": float(acc[j]), "cost": float(cost[j])}
 
 
-def cheapest_model(scores, costs) -> int:
-    """The model with the lowest mean cost (tie: the more accurate one): RouteLLM's "weak" model."""
+def cheapest_model(scores, costs) -> int | None:
+    """The model with the lowest mean cost (tie: the more accurate one): RouteLLM's "weak" model.
+    None when any model's cost is unknown: an unpriced model might be the cheapest."""
     acc, cost = single_models(scores, costs)
+    if np.isnan(cost).any():
+        return None
     return int(np.lexsort((-np.round(acc, 12), np.round(cost, 15)))[0])
 
 
@@ -95,9 +102,9 @@ def oracle_choice(scores, costs) -> np.ndarray:
     correct model). A query no model gets right routes to the cheapest model, as RouterBench's
     oracle does with `no_model_correct`. Costs are compared per query; ties go to the lower index."""
     s, c = _matrices(scores, costs)
-    s0 = np.nan_to_num(s, nan=0.0)
+    s0 = score_chosen(s)[0]
     best = s0 == s0.max(axis=1, keepdims=True)
-    return np.argmin(np.where(best, np.nan_to_num(c, nan=0.0), np.inf), axis=1)
+    return np.argmin(np.where(best, decision_costs(c), np.inf), axis=1)
 
 
 def oracle(scores, costs) -> dict:
@@ -151,11 +158,11 @@ def sweep(route: Callable[[float], np.ndarray], lams: Iterable[float], scores, c
     choices = np.stack([_choice(route(float(l)), n, m) for l in lams]) if len(lams) else \
         np.zeros((0, n), dtype=int)
     rows = np.arange(n)
-    s0, c0 = np.nan_to_num(s, nan=0.0), np.nan_to_num(c, nan=0.0)
+    s0 = score_chosen(s)[0]
     if paid is None:
-        spent = c0[rows, choices]
+        spent = c[rows, choices]
     else:
-        spent = np.stack([np.nan_to_num(np.asarray(paid(ch), float), nan=0.0) for ch in choices]) \
+        spent = np.stack([np.asarray(paid(ch), float) for ch in choices]) \
             if len(lams) else np.zeros((0, n))
         if spent.shape != choices.shape:
             raise ValueError(f"paid() returned shape {spent.shape[1:]}, expected ({n},)")
@@ -194,8 +201,12 @@ def aiq(points, max_cost: float | None = None) -> float:
     """Average Improvement in Quality, exactly as RouterBench's `calc_AIQ`: the non-decreasing convex
     hull, extended flat to `max_cost` (RouterBench: the largest hull cost among the routers compared;
     default: this hull's own), trapezoid area divided by `max_cost`. The area starts at the hull's
-    cheapest point, not at cost 0, as in RouterBench."""
-    h = nondecreasing_convex_hull(points)
+    cheapest point, not at cost 0, as in RouterBench. NaN when any point's cost is unknown (NaN):
+    a curve with an unknown cost has no area (`routers.accounting`)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if np.isnan(pts[:, 0]).any() or (max_cost is not None and np.isnan(max_cost)):
+        return float("nan")
+    h = nondecreasing_convex_hull(pts)
     top = float(h[-1, 0]) if max_cost is None else float(max_cost)
     if top < h[-1, 0] - 1e-15:
         raise ValueError(f"max_cost {top} is below the hull's largest cost {h[-1, 0]}")

@@ -19,6 +19,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from routers.accounting import decision_costs, mean_cost, score_chosen
+
 from routers.errors import DataError
 from trinity.config import FitnessConfig
 
@@ -101,8 +103,8 @@ class SelectionObjective:
                             "drop them (RoutingDataset.subset) before training")
         self.head, self.features, self.workers = head, features, list(workers)
         self.scores = scores.astype(np.float32)
-        self.costs = (np.zeros_like(self.scores) if costs is None
-                      else np.nan_to_num(np.asarray(costs, dtype=np.float64)).astype(np.float32))
+        self.costs = (np.zeros_like(self.scores) if costs is None  # no prices: a cost-blind objective
+                      else decision_costs(np.asarray(costs, dtype=np.float64)).astype(np.float32))
         self.tokens = (np.zeros_like(self.scores) if tokens is None
                        else np.nan_to_num(np.asarray(tokens, dtype=np.float64)).astype(np.float32))
         self.cfg = fitness or FitnessConfig()
@@ -167,7 +169,8 @@ class SelectionObjective:
         choice = logits.argmax(-1)
         r = np.arange(len(choice))
         scores = np.asarray(scores, np.float64)
-        c = np.zeros_like(scores) if costs is None else np.nan_to_num(np.asarray(costs, np.float64))
+        c = np.full(scores.shape, np.nan) if costs is None else np.asarray(costs, np.float64)
         counts = np.bincount(choice, minlength=len(self.workers))
-        return {"accuracy": float(np.nanmean(scores[r, choice])), "cost": float(c[r, choice].mean()),
+        # the evaluator's rule (routers.accounting): a missing score chosen is 0, an unknown cost unknown
+        return {"accuracy": float(score_chosen(scores[r, choice])[0].mean()), "cost": float(mean_cost(c[r, choice])),
                 "n": int(len(choice)), "worker_share": {w: float(k / len(choice)) for w, k in zip(self.workers, counts)}}

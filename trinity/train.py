@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from routers.accounting import decision_costs
+
 from routers.errors import ConfigError, DataError
 from trinity.config import TrinityConfig, load_config
 from trinity.trainer import is_main_process
@@ -73,17 +75,19 @@ def route_features(source, prompts: list[str]) -> np.ndarray:
 
 
 def _mean_cost(ds) -> np.ndarray:
-    c = ds.cost_matrix()
+    """Per-model mean cost for the head's decisions (unpriced never free: routers.accounting)."""
+    c = decision_costs(ds.cost_matrix())
     return c.mean(0) if len(ds) else np.zeros(ds.n_models)
 
 
 def reference_metrics(ds) -> dict[str, Any]:
-    """Best single model and oracle on `ds` (the yardsticks a router is read against)."""
-    S = np.nan_to_num(ds.scores)
-    C = ds.cost_matrix()
-    j = int(S.mean(0).argmax())
-    return {"best_single": {"model": ds.models[j], "accuracy": float(S[:, j].mean()), "cost": float(C[:, j].mean())},
-            "oracle": float(S.max(1).mean()), "n": len(ds)}
+    """Best single model and oracle on `ds` (the yardsticks a router is read against), by the
+    evaluator's own functions and its rule for missing scores and unknown costs."""
+    from routers import metrics as M
+    best = M.best_single(ds.scores, ds.cost_matrix())
+    return {"best_single": {"model": ds.models[best["index"]], "accuracy": best["accuracy"],
+                            "cost": best["cost"]},
+            "oracle": M.oracle(ds.scores, ds.cost_matrix())["accuracy"], "n": len(ds)}
 
 
 # -- route task ----------------------------------------------------------------------------------
@@ -101,7 +105,8 @@ def _route_objective(cfg: TrinityConfig, train, workers: list[str], source, coor
     Sv = train.scores[val_idx]
     tokens = None if fit.output_tokens is None else np.nan_to_num(fit.input_tokens) + np.nan_to_num(fit.output_tokens)
     kw = dict(fitness=cfg.fitness, repeats=cfg.train.repeats, sampling=cfg.train.sampling,
-              batch_size=cfg.train.batch_size, seed=cfg.train.seed, costs=fit.cost_matrix(), tokens=tokens)
+              batch_size=cfg.train.batch_size, seed=cfg.train.seed, costs=decision_costs(fit.cost_matrix()),
+              tokens=tokens)
     if cfg.train.mode == "svf":
         if isinstance(source, str):
             raise ConfigError("train.mode: 'svf' needs the coordinator, not an encoder")

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from routers.accounting import decision_costs, score_chosen
+
 from routers.baselines.embedding import EmbeddingRouter
 from routers.baselines.tuning import holdout
 from routers.data.schema import RoutingDataset
@@ -106,12 +108,12 @@ class CascadeRouter(EmbeddingRouter):
             self.attach_responses(validation)
         self._fit_scorers(fit_on)
         q = self.predict_quality(tune_on.prompts)
-        costs = tune_on.cost_matrix()
+        costs = decision_costs(tune_on.cost_matrix())  # choosing a threshold, not reporting a cost
         table = []
         for t in THRESHOLDS:
             ch = self._walk(q, t)
             table.append({"threshold": float(t),
-                          "accuracy": float(np.nan_to_num(tune_on.scores[np.arange(len(ch)), ch]).mean()),
+                          "accuracy": float(score_chosen(tune_on.scores[np.arange(len(ch)), ch])[0].mean()),
                           "cost": float(self.realized_cost(ch, costs).mean())})
         self.params["threshold_table"] = table
 

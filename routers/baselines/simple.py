@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from routers.accounting import decision_costs, score_chosen
+
 from routers.baselines.base import Router
 from routers.data.schema import RoutingDataset
 from routers.errors import CheckpointError, DataError
@@ -74,9 +76,9 @@ class OracleRouter(Router):
         if not self.models:
             self.models = list(data.models)
         data = data.select_models(self.models)
-        costs = data.cost_matrix()
+        costs = decision_costs(data.cost_matrix())
         for i, p in enumerate(data.prompts):
-            self._table[p] = (np.nan_to_num(data.scores[i], nan=0.0), costs[i])
+            self._table[p] = (score_chosen(data.scores[i])[0], costs[i])
         return self
 
     def _lookup(self, prompts, k):

@@ -91,10 +91,11 @@ class RoutingDataset:
         )
 
     def cost_matrix(self) -> np.ndarray:
-        """Costs with unknown entries as 0 (a dataset without costs routes on quality alone)."""
+        """(n, m) dollars with unknown entries NaN (a dataset without costs is all unknown): never 0.
+        Routers deciding on it use `routers.accounting.decision_costs`; see that module for the rule."""
         if self.costs is None:
-            return np.zeros_like(self.scores)
-        return np.nan_to_num(self.costs, nan=0.0)
+            return np.full(self.scores.shape, np.nan)
+        return self.costs.copy()
 
     def describe(self) -> str:
         from collections import Counter
