@@ -108,10 +108,8 @@ def test_missing_usage_is_estimated_and_flagged(stub):
 
 def test_fault_by_header_and_long_retry_after_raises_instead_of_blocking(stub):
     url, _ = stub
-    w = worker(url, "plain-header", max_retry_after_s=0.5)
+    w = worker(url, "plain-header", max_retry_after_s=0.5, extra_headers={"X-Stub-Fault": "429@30"})
     async def go():
-        client, _ = w._ensure_client()
-        w._client = client.with_options(default_headers={"X-Stub-Fault": "429@30"})
         try:
             await w.chat(user("x"))
         finally:

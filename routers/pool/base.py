@@ -8,10 +8,16 @@ Failures surface as typed `WorkerError`s so routers and the server can decide: r
 from __future__ import annotations
 
 import abc
+import asyncio
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
-Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
+Message = dict[str, Any]  # OpenAI chat message: {"role", "content": str | parts, ["tool_calls", ...]}
+
+# OpenAI request fields that change WHAT a worker answers (beyond sampling): only a backend that
+# speaks the OpenAI API honours them; others refuse them (BadRequest) instead of dropping them.
+PASSTHROUGH_PARAMS = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs",
+                      "top_logprobs", "logit_bias", "user", "n")
 
 
 @dataclass
@@ -25,6 +31,9 @@ class WorkerReply:
     latency_s: float
     cached: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None              # as the endpoint said: stop, length, tool_calls, ...
+    tool_calls: list[dict[str, Any]] | None = None  # the assistant message's tool calls, unchanged
+    logprobs: dict[str, Any] | None = None        # choices[0].logprobs, unchanged
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,8 +88,24 @@ class UnknownQuery(WorkerError):
     retryable = False
 
 
+@dataclass
+class Delta:
+    """One streamed piece of a reply (OpenAI `choices[0].delta` fields, as sent)."""
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    logprobs: dict[str, Any] | None = None
+
+
 class Worker(abc.ABC):
-    """One LLM in the pool. Subclasses implement `_chat`; `chat` is the public entry point."""
+    """One LLM in the pool. Subclasses implement `_chat`; `chat` is the public entry point.
+
+    `stream` yields `Delta`s as the answer is produced and, last, the complete `WorkerReply`.
+    Backends without a native stream (simulated, replay) answer in full, then hand the text out in
+    `stream_chunk_chars` pieces `stream_delay_s` apart (tests and benchmarks set the delay)."""
+
+    honours: tuple[str, ...] = ()      # PASSTHROUGH_PARAMS this backend forwards to its model
+    stream_chunk_chars: int = 16
+    stream_delay_s: float = 0.0
 
     def __init__(self, name: str, *, model: str | None = None, input_price: float = 0.0,
                  output_price: float = 0.0, tags: dict[str, Any] | None = None):
@@ -96,7 +121,22 @@ class Worker(abc.ABC):
     async def chat(self, messages: list[Message], **params: Any) -> WorkerReply:
         """Answer `messages`. `params` may carry max_tokens, temperature, and hints that only some
         backends read (e.g. `role` for the simulated worker); unknown hints are ignored."""
+        self.refuse_unhonoured(params)
         return await self._chat(messages, **params)
+
+    def refuse_unhonoured(self, params: dict[str, Any]) -> None:
+        for k in PASSTHROUGH_PARAMS:
+            if params.get(k) is not None and k not in self.honours and not (k == "n" and params[k] == 1):
+                raise BadRequest(self.name, f"{k}: the {type(self).__name__} backend cannot honour it")
+
+    async def stream(self, messages: list[Message], **params: Any) -> AsyncIterator["Delta | WorkerReply"]:
+        reply = await self.chat(messages, **params)
+        text, n = reply.text or "", max(1, int(self.stream_chunk_chars))
+        for i in range(0, len(text), n):
+            if i and self.stream_delay_s:
+                await asyncio.sleep(self.stream_delay_s)
+            yield Delta(content=text[i:i + n])
+        yield reply
 
     @abc.abstractmethod
     async def _chat(self, messages: list[Message], **params: Any) -> WorkerReply:
@@ -115,6 +155,13 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
+def content_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of OpenAI's list of parts."""
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "" if content is None else str(content)
+
+
 def messages_tokens(messages: list[Message]) -> int:
     """Estimated prompt tokens of a chat: content tokens plus ~4 per message for role/format."""
-    return sum(estimate_tokens(str(m.get("content") or "")) + 4 for m in messages)
+    return sum(estimate_tokens(content_text(m.get("content"))) + 4 for m in messages)

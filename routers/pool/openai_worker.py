@@ -1,11 +1,18 @@
 """Any OpenAI-compatible chat endpoint (OpenAI, OpenRouter, vLLM, llama.cpp, the SmolLM2 script)
-through the official SDK's AsyncOpenAI.
+over ONE shared pooled httpx client per event loop (keep-alive connections reused by every worker
+and request; no per-call SDK object building), plain or streamed (`stream`: server-sent events).
 
-The retry policy is ours, not the SDK's (`max_retries=0`): retryable failures (429, 5xx, timeouts,
-connection resets, unparsable replies) are retried with exponential backoff and jitter, waiting
-exactly what the server asks for when it sends `Retry-After` (seconds or an HTTP date) or
-`retry-after-ms`. Auth, bad requests and context-length errors fail at once. Every failure leaves
-as a typed `WorkerError` from `routers.pool.base`.
+The request is the caller's OpenAI request, forwarded unchanged: messages with full content (tool
+messages, assistant tool calls, image parts), sampling parameters and the pass-through fields
+(`tools`, `tool_choice`, `response_format`, `logprobs`, ...). The reply's `finish_reason`,
+`tool_calls` and `logprobs` come back unchanged on the `WorkerReply`.
+
+The retry policy is ours: retryable failures (429, 5xx, timeouts, connection resets, unparsable
+replies) are retried with exponential backoff and jitter, waiting exactly what the server asks for
+when it sends `Retry-After` (seconds or an HTTP date) or `retry-after-ms`. Auth, bad requests and
+context-length errors fail at once. Every failure leaves as a typed `WorkerError` from
+`routers.pool.base`. A stream is never retried here: before its first piece the server falls back
+(routers.serve.fallback), after it the failure is the client's error event.
 """
 
 from __future__ import annotations
@@ -16,19 +23,33 @@ import json
 import os
 import random
 import time
-from typing import Any
+import weakref
+from typing import Any, AsyncIterator
 
-import openai
+import httpx
 
 from routers.errors import ConfigError
-from routers.pool.base import (AuthFailed, BadReply, BadRequest, ConnectionFailed, ContextLengthExceeded,
-                               Message, RateLimited, ServerError, Worker, WorkerError, WorkerReply,
-                               WorkerTimeout, estimate_tokens, messages_tokens)
+from routers.pool.base import (PASSTHROUGH_PARAMS, AuthFailed, BadReply, BadRequest, ConnectionFailed,
+                               ContextLengthExceeded, Delta, Message, RateLimited, ServerError, Worker,
+                               WorkerError, WorkerReply, WorkerTimeout, estimate_tokens, messages_tokens)
+from routers.serve.schema import json_bytes
 
 # Parameters forwarded to the endpoint; other params are hints for other backends and are dropped.
-API_PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty",
-              "frequency_penalty", "n", "logprobs", "top_logprobs", "response_format",
-              "extra_body")  # extra_body: provider-specific fields (e.g. OpenRouter `reasoning`)
+API_PARAMS = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",
+              "presence_penalty", "frequency_penalty", *PASSTHROUGH_PARAMS,
+              "extra_body")  # extra_body: provider-specific fields (e.g. OpenRouter `reasoning`), merged in
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_CLIENTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
+_LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
+
+
+def shared_client() -> httpx.AsyncClient:
+    """The running loop's pooled client (httpx pools belong to one loop)."""
+    loop = asyncio.get_running_loop()
+    c = _CLIENTS.get(loop)
+    if c is None or c.is_closed:
+        c = _CLIENTS[loop] = httpx.AsyncClient(limits=_LIMITS, timeout=60.0, trust_env=False)
+    return c
 
 
 def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None:
@@ -55,35 +76,67 @@ def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _is_context_error(e: openai.APIStatusError) -> bool:
-    body = e.body if isinstance(e.body, dict) else {}
-    err = body.get("error", body) if isinstance(body, dict) else {}
-    code = str((err or {}).get("code") or "") if isinstance(err, dict) else ""
-    text = f"{code} {e.message}".lower()
+def _error_detail(body: bytes) -> tuple[str, str]:
+    """(message, code) of an OpenAI error body, or the raw text."""
+    try:
+        data = json.loads(body)
+        err = data.get("error", data) if isinstance(data, dict) else {}
+        if isinstance(err, dict):
+            return str(err.get("message") or body[:300].decode("utf-8", "replace")), str(err.get("code") or "")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        pass
+    return body[:300].decode("utf-8", "replace"), ""
+
+
+def _is_context_error(msg: str, code: str) -> bool:
+    text = f"{code} {msg}".lower()
     return ("context_length_exceeded" in text or "maximum context length" in text
             or "context length" in text and "exceed" in text)
 
 
+def _merge_tool_calls(acc: list[dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
+    """Fold streamed tool-call deltas (by `index`) into complete tool calls."""
+    for d in deltas:
+        i = int(d.get("index", len(acc)))
+        while len(acc) <= i:
+            acc.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        tc = acc[i]
+        if d.get("id"):
+            tc["id"] = d["id"]
+        if d.get("type"):
+            tc["type"] = d["type"]
+        fn = d.get("function") or {}
+        tc["function"]["name"] += fn.get("name") or ""
+        tc["function"]["arguments"] += fn.get("arguments") or ""
+
+
 class OpenAIWorker(Worker):
     """One model behind an OpenAI-compatible `/v1/chat/completions`."""
+
+    honours = PASSTHROUGH_PARAMS
 
     def __init__(self, name: str, *, model: str, base_url: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", input_price: float = 0.0,
                  output_price: float = 0.0, tags: dict[str, Any] | None = None,
                  timeout: float = 60.0, max_concurrency: int = 8, retries: int = 3,
                  backoff_s: float = 0.5, max_backoff_s: float = 20.0, max_retry_after_s: float = 60.0,
-                 default_params: dict[str, Any] | None = None):
+                 default_params: dict[str, Any] | None = None, extra_headers: dict[str, str] | None = None):
         super().__init__(name, model=model, input_price=input_price, output_price=output_price, tags=tags)
         self.base_url, self.api_key_env = base_url, api_key_env
         self.timeout, self.max_concurrency, self.retries = float(timeout), int(max_concurrency), int(retries)
         self.backoff_s, self.max_backoff_s = float(backoff_s), float(max_backoff_s)
         self.max_retry_after_s = float(max_retry_after_s)
         self.default_params = dict(default_params or {})
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: openai.AsyncOpenAI | None = None
-        self._sem: asyncio.Semaphore | None = None
+        self.extra_headers = dict(extra_headers or {})
+        self._sems: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = \
+            weakref.WeakKeyDictionary()
 
-    # -- client per event loop (httpx pools and semaphores belong to one loop) ----------------
+    # -- request pieces ----------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        base = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        return base.rstrip("/") + "/chat/completions"
+
     def _api_key(self) -> str:
         if self.api_key_env is None:
             return "EMPTY"
@@ -93,72 +146,92 @@ class OpenAIWorker(Worker):
                              "set; export it, or set api_key_env: null for endpoints without keys")
         return key
 
-    def _ensure_client(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+    def _sem(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.base_url,
-                                              timeout=self.timeout, max_retries=0)
-            self._sem = asyncio.Semaphore(self.max_concurrency)
-            self._loop = loop
-        return self._client, self._sem  # type: ignore[return-value]
+        s = self._sems.get(loop)
+        if s is None:
+            s = self._sems[loop] = asyncio.Semaphore(self.max_concurrency)
+        return s
 
-    # -- one attempt ---------------------------------------------------------------------------
+    def _request(self, messages: list[Message], params: dict[str, Any], stream: bool) -> dict[str, Any]:
+        """(url, headers, body bytes) of one call."""
+        api = {k: v for k, v in {**self.default_params, **params}.items() if k in API_PARAMS and v is not None}
+        extra = api.pop("extra_body", None) or {}
+        body: dict[str, Any] = {"model": self.model, "messages": messages, **api, **extra}
+        if stream:
+            body.update(stream=True, stream_options={"include_usage": True})
+        headers = {"Authorization": f"Bearer {self._api_key()}", "Content-Type": "application/json",
+                   **self.extra_headers}
+        return {"url": self.url, "headers": headers, "content": json_bytes(body, default=None)}
+
+    # -- errors ------------------------------------------------------------------------------------
+    def _status_error(self, status: int, headers: Any, body: bytes) -> WorkerError:
+        msg, code = _error_detail(body)
+        if status == 429:
+            return RateLimited(self.name, f"rate limited (429): {msg}", status=status,
+                               retry_after=parse_retry_after(headers))
+        if status in (401, 403):
+            return AuthFailed(self.name, f"authentication failed ({status}): {msg}", status=status)
+        if status in (400, 413, 422) and _is_context_error(msg, code):
+            return ContextLengthExceeded(self.name, f"prompt too long for {self.model}: {msg}", status=status)
+        if status == 408:
+            return WorkerTimeout(self.name, f"server timed out (408): {msg}", status=status)
+        if status >= 500:
+            return ServerError(self.name, f"server error ({status}): {msg}", status=status,
+                               retry_after=parse_retry_after(headers))
+        return BadRequest(self.name, f"request rejected ({status}): {msg}", status=status)
+
     def _map_error(self, e: Exception) -> WorkerError:
         if isinstance(e, WorkerError):
             return e
-        if isinstance(e, openai.APITimeoutError):
+        if isinstance(e, (httpx.TimeoutException, asyncio.TimeoutError)):
             return WorkerTimeout(self.name, f"no reply within {self.timeout:g} s")
-        if isinstance(e, openai.APIConnectionError):
+        if isinstance(e, httpx.TransportError):
             cause = e.__cause__ or e.__context__
-            return ConnectionFailed(self.name, f"connection failed ({type(cause).__name__ if cause else e}: "
-                                    f"{cause or e.message}) to {self.base_url}")
-        if isinstance(e, openai.APIStatusError):
-            st, msg = e.status_code, e.message
-            if st == 429:
-                return RateLimited(self.name, f"rate limited (429): {msg}", status=st,
-                                   retry_after=parse_retry_after(e.response.headers))
-            if st in (401, 403):
-                return AuthFailed(self.name, f"authentication failed ({st}): {msg}", status=st)
-            if st in (400, 413, 422) and _is_context_error(e):
-                return ContextLengthExceeded(self.name, f"prompt too long for {self.model}: {msg}", status=st)
-            if st == 408:
-                return WorkerTimeout(self.name, f"server timed out (408): {msg}", status=st)
-            if st >= 500:
-                return ServerError(self.name, f"server error ({st}): {msg}", status=st,
-                                   retry_after=parse_retry_after(e.response.headers))
-            return BadRequest(self.name, f"request rejected ({st}): {msg}", status=st)
-        if isinstance(e, (json.JSONDecodeError, openai.APIResponseValidationError, ValueError)):
-            return BadReply(self.name, f"unparsable reply: {type(e).__name__}: {e}")
-        if isinstance(e, asyncio.TimeoutError):
-            return WorkerTimeout(self.name, f"no reply within {self.timeout:g} s")
+            return ConnectionFailed(self.name, f"connection failed ({type(e).__name__}: {e or cause}) to {self.url}")
         return ConnectionFailed(self.name, f"{type(e).__name__}: {e}")
 
-    async def _attempt(self, messages: list[Message], api_params: dict[str, Any]) -> WorkerReply:
-        client, sem = self._ensure_client()
-        async with sem:
-            t0 = time.perf_counter()
-            try:
-                resp = await client.chat.completions.create(model=self.model, messages=messages, **api_params)
-            except Exception as e:  # noqa: BLE001 - every failure becomes a typed WorkerError
-                raise self._map_error(e) from e
-            latency = time.perf_counter() - t0
+    # -- one attempt -------------------------------------------------------------------------------
+    def _reply(self, data: Any, messages: list[Message], latency: float) -> WorkerReply:
         try:
-            if isinstance(resp, str):  # some SDK paths return the raw text when JSON parsing fails
-                raise ValueError(f"reply is not a JSON completion: {resp[:80]!r}")
-            choice = resp.choices[0]
-            text = choice.message.content or ""
-        except (AttributeError, IndexError, TypeError, ValueError) as e:
-            raise BadReply(self.name, f"reply has no choices[0].message ({type(e).__name__}: {e})") from e
-        meta: dict[str, Any] = {"finish_reason": getattr(choice, "finish_reason", None)}
-        usage = getattr(resp, "usage", None)
-        if usage is not None and usage.prompt_tokens is not None and usage.completion_tokens is not None:
-            n_in, n_out = int(usage.prompt_tokens), int(usage.completion_tokens)
+            choice = data["choices"][0]
+            msg = choice["message"]
+            text = msg.get("content") or ""
+            if not isinstance(text, str):
+                raise TypeError(f"content is {type(text).__name__}")
+        except (KeyError, IndexError, TypeError, AttributeError) as e:
+            raise BadReply(self.name, f"reply has no choices[0].message ({type(e).__name__}: {e})") from None
+        meta: dict[str, Any] = {}
+        usage = data.get("usage") or {}
+        if isinstance(usage, dict) and usage.get("prompt_tokens") is not None \
+                and usage.get("completion_tokens") is not None:
+            n_in, n_out = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
         else:
             n_in, n_out = messages_tokens(messages), estimate_tokens(text)
             meta["tokens_estimated"] = True
-        return WorkerReply(text=text, worker=self.name, model=getattr(resp, "model", None) or self.model,
+        return WorkerReply(text=text, worker=self.name, model=data.get("model") or self.model,
                            input_tokens=n_in, output_tokens=n_out, cost=self.price(n_in, n_out),
-                           latency_s=latency, meta=meta)
+                           latency_s=latency, meta=meta, finish_reason=choice.get("finish_reason"),
+                           tool_calls=msg.get("tool_calls") or None, logprobs=choice.get("logprobs"))
+
+    async def _attempt(self, messages: list[Message], params: dict[str, Any]) -> WorkerReply:
+        req = self._request(messages, params, stream=False)
+        async with self._sem():
+            t0 = time.perf_counter()
+            try:
+                r = await shared_client().post(**req, timeout=self.timeout)
+            except Exception as e:  # noqa: BLE001 - every failure becomes a typed WorkerError
+                raise self._map_error(e) from e
+            latency = time.perf_counter() - t0
+        if r.status_code != 200:
+            raise self._status_error(r.status_code, r.headers, r.content)
+        try:
+            data = json.loads(r.content)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BadReply(self.name, f"unparsable reply: {type(e).__name__}: {e}") from None
+        if not isinstance(data, dict):
+            raise BadReply(self.name, f"reply is not a JSON completion: {r.content[:80]!r}")
+        return self._reply(data, messages, latency)
 
     def backoff(self, attempt: int, error: WorkerError) -> float:
         """Seconds to wait before retry number `attempt` (0-based): the server's Retry-After if it
@@ -168,12 +241,10 @@ class OpenAIWorker(Worker):
         return min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * random.uniform(0.5, 1.5)
 
     async def _chat(self, messages: list[Message], **params: Any) -> WorkerReply:
-        api_params = {k: v for k, v in {**self.default_params, **params}.items()
-                      if k in API_PARAMS and v is not None}
         errors: list[str] = []
         for attempt in range(self.retries + 1):
             try:
-                reply = await self._attempt(messages, api_params)
+                reply = await self._attempt(messages, params)
             except WorkerError as e:
                 errors.append(type(e).__name__)
                 if not e.retryable or attempt == self.retries:
@@ -188,13 +259,84 @@ class OpenAIWorker(Worker):
             return reply
         raise AssertionError("unreachable")
 
-    async def aclose(self) -> None:
-        if self._client is not None:
+    # -- streaming ---------------------------------------------------------------------------------
+    async def stream(self, messages: list[Message], **params: Any) -> AsyncIterator[Delta | WorkerReply]:
+        """The endpoint's own SSE stream: `Delta`s as they arrive, then the complete reply. A
+        connection that breaks, a garbage line or a stream that ends without `[DONE]` or a finish
+        reason is a `WorkerError` (no retries: see the module docstring)."""
+        self.refuse_unhonoured(params)
+        req = self._request(messages, params, stream=True)
+        text: list[str] = []
+        tool_calls: list[dict[str, Any]] = []
+        logprob_content: list[Any] = []
+        finish, usage, model, done = None, None, None, False
+        async with self._sem():
+            t0 = time.perf_counter()
             try:
-                await self._client.close()
-            except RuntimeError:  # client made on an event loop that is gone
-                pass
-            self._client = None
+                async with shared_client().stream("POST", **req, timeout=self.timeout) as r:
+                    if r.status_code != 200:
+                        raise self._status_error(r.status_code, r.headers, await r.aread())
+                    async for line in r.aiter_lines():
+                        if not line.startswith("data:"):
+                            if line.strip() and not line.startswith((":", "event:", "id:", "retry:")):
+                                raise BadReply(self.name, f"stream line is not SSE: {line[:80]!r}")
+                            continue
+                        payload = line[5:].strip()
+                        if payload == "[DONE]":
+                            done = True
+                            break
+                        try:
+                            chunk = json.loads(payload)
+                            if "error" in chunk:
+                                raise ServerError(self.name, f"error event in stream: {str(chunk['error'])[:200]}")
+                            model = chunk.get("model") or model
+                            usage = chunk.get("usage") or usage
+                            choices = chunk.get("choices") or []
+                            if not choices:
+                                continue
+                            ch = choices[0]
+                            delta = ch.get("delta") or {}
+                        except (json.JSONDecodeError, AttributeError, TypeError, IndexError) as e:
+                            raise BadReply(self.name, f"unparsable stream chunk ({type(e).__name__}): "
+                                           f"{payload[:80]!r}") from None
+                        finish = ch.get("finish_reason") or finish
+                        d = Delta(content=delta.get("content") or None, tool_calls=delta.get("tool_calls") or None,
+                                  logprobs=ch.get("logprobs") or None)
+                        if d.content:
+                            text.append(d.content)
+                        if d.tool_calls:
+                            _merge_tool_calls(tool_calls, d.tool_calls)
+                        if d.logprobs and isinstance(d.logprobs.get("content"), list):
+                            logprob_content += d.logprobs["content"]
+                        if d.content or d.tool_calls or d.logprobs:
+                            yield d
+            except WorkerError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                raise self._map_error(e) from e
+            latency = time.perf_counter() - t0
+        if not done and finish is None:
+            raise ConnectionFailed(self.name, "stream ended before [DONE]")
+        full = "".join(text)
+        meta: dict[str, Any] = {"streamed": True}
+        if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
+            n_in, n_out = int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0)
+        else:
+            n_in, n_out = messages_tokens(messages), estimate_tokens(full)
+            meta["tokens_estimated"] = True
+        yield WorkerReply(text=full, worker=self.name, model=model or self.model, input_tokens=n_in,
+                          output_tokens=n_out, cost=self.price(n_in, n_out), latency_s=latency, meta=meta,
+                          finish_reason=finish, tool_calls=tool_calls or None,
+                          logprobs={"content": logprob_content} if logprob_content else None)
+
+    async def aclose(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        c = _CLIENTS.pop(loop, None)
+        if c is not None:
+            await c.aclose()
 
 
 def make_worker(name: str, spec: dict[str, Any], where: str) -> OpenAIWorker:

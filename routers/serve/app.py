@@ -27,7 +27,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -39,15 +39,28 @@ from routers.serve.decision_log import DecisionLog
 from routers.serve.fallback import NoEligibleWorker, RequestCaller, WorkerHealth
 from routers.serve.metrics import Metrics
 from routers.serve.policy import Policy
-from routers.serve.schema import (APIError, ChatCompletionRequest, completion_body, completion_id,
-                                  model_card, stream_chunks)
+from routers.serve.schema import (APIError, ChatCompletionRequest, SafeJSONResponse, completion_body,
+                                  completion_id, json_bytes, model_card, stream_chunks)
 
 DEFAULT_LOG = "logs/decisions.jsonl"
+MAX_JSON_DEPTH = 64          # deeper request bodies are refused (no OpenAI field nests past ~10)
 _ROUTELLM = re.compile(r"^router-(?P<name>.+)-(?P<lam>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)$")
 
 
-def _error_response(e: APIError) -> JSONResponse:
-    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+def _error_response(e: APIError) -> SafeJSONResponse:
+    return SafeJSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether `value` nests lists/objects deeper than `limit` (iterative: no recursion to blow)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (list, dict)):
+            if d > limit:
+                return True
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return False
 
 
 def _no_constant(name: str) -> None:
@@ -102,6 +115,13 @@ class Gateway:
             data = json.loads(bytes(raw) or b"null", parse_constant=_no_constant)
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
             raise APIError(400, f"request body is not valid JSON ({e})", code="invalid_json") from None
+        except RecursionError:
+            data = None
+            raise APIError(400, f"request body is nested too deeply (limit {MAX_JSON_DEPTH} levels)",
+                           code="invalid_request") from None
+        if _depth_exceeds(data, MAX_JSON_DEPTH):
+            raise APIError(400, f"request body is nested too deeply (limit {MAX_JSON_DEPTH} levels)",
+                           code="invalid_request")
         if not isinstance(data, dict):
             raise APIError(400, f"request body must be a JSON object, got {type(data).__name__}",
                            code="invalid_request")
@@ -141,6 +161,29 @@ class Gateway:
                            "cost": route["cost"], "latency_s": route["latency_s"]},
                           separators=(",", ":"), ensure_ascii=True)
 
+    # -- the decision log: a failed write is reported, never turns an answer into an error --------
+    async def record(self, rec: dict[str, Any]) -> str | None:
+        """Write `rec` (group commit); on failure say why on stderr and in /metrics and return it
+        (the reply carries it in `x-baton-log`): the request was answered and paid for."""
+        try:
+            await self.log.awrite(rec)
+            return None
+        except Exception as e:  # noqa: BLE001 - a disk error must not lose the client's answer
+            return self._log_failed(rec, e)
+
+    def record_sync(self, rec: dict[str, Any]) -> None:
+        try:
+            self.log.write(rec)
+        except Exception as e:  # noqa: BLE001
+            self._log_failed(rec, e)
+
+    def _log_failed(self, rec: dict[str, Any], e: BaseException) -> str:
+        self.metrics.log_failures.inc()
+        why = f"{type(e).__name__}: {e}"
+        print(f"baton serve: decision log write failed for {rec.get('request_id')} (status "
+              f"{rec.get('status')}, cost {rec.get('cost')}): {why}", file=sys.stderr, flush=True)
+        return "failed; " + why.encode("ascii", "replace").decode()[:200]
+
     # -- the chat endpoint ------------------------------------------------------------------------
     async def chat(self, request: Request) -> Response:
         rid = "req-" + uuid.uuid4().hex[:20]
@@ -170,27 +213,29 @@ class Gateway:
             self._record_success(rec, episode, route, caller)
             headers = {"x-baton-route": self.route_header(route), "x-request-id": rid}
             cid = completion_id()
-            await self.log.awrite(rec)
+            log_error = await self.record(rec)
+            if log_error:
+                headers["x-baton-log"] = log_error
             if req.stream:
                 chunks = stream_chunks(cid, router.name, episode, route,
                                        bool(req.stream_options and req.stream_options.include_usage))
                 return StreamingResponse(_sse(chunks), media_type="text/event-stream", headers=headers)
-            return JSONResponse(completion_body(cid, router.name, episode, route), headers=headers)
+            return SafeJSONResponse(completion_body(cid, router.name, episode, route), headers=headers)
         except APIError as e:
             status = e.status
             self._record_error(rec, e, caller)
-            await self.log.awrite(rec)
+            await self.record(rec)
             return _error_response(e)
         except asyncio.CancelledError:   # the client went away mid-request: still one record
             status = 499
             self._record_error(rec, APIError(499, "client disconnected before the answer", code="cancelled"), caller)
-            self.log.write(rec)
+            self.record_sync(rec)
             raise
         except Exception as e:  # noqa: BLE001 - a bug answers 500 with a reason; the server stays up
             status = 500
             err = APIError(500, f"internal error while routing: {type(e).__name__}: {e}", code="internal_error")
             self._record_error(rec, err, caller)
-            await self.log.awrite(rec)
+            await self.record(rec)
             return _error_response(err)
         finally:
             m = self.metrics
@@ -226,8 +271,8 @@ class Gateway:
 
 async def _sse(chunks: list[dict[str, Any]]):
     for c in chunks:
-        yield f"data: {json.dumps(c, ensure_ascii=False)}\n\n"
-    yield "data: [DONE]\n\n"
+        yield b"data: " + json_bytes(c, default=None) + b"\n\n"
+    yield b"data: [DONE]\n\n"
 
 
 def create_app(routers: dict[str, ServingRouter], pool, *, log_path: str | Path = DEFAULT_LOG,
@@ -272,7 +317,7 @@ def create_app(routers: dict[str, ServingRouter], pool, *, log_path: str | Path 
             gw.tenant(request)
         except APIError as e:
             return _error_response(e)
-        return JSONResponse({"object": "list", "data": [model_card(n, r.describe()) for n, r in gw.routers.items()]})
+        return SafeJSONResponse({"object": "list", "data": [model_card(n, r.describe()) for n, r in gw.routers.items()]})
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -315,6 +360,8 @@ def cli_serve(args) -> int:
     from routers.serve.loading import load_serving_routers
     from routers.serve.policy import load_rules
 
+    if not 0 <= int(args.port) <= 65535:
+        raise BatonError(f"serve: --port {args.port} is not a TCP port (0-65535)")
     config = load_serve_config(args.config)
     pool_spec = args.pool or export_pool_for(args.router)
     if pool_spec is None:

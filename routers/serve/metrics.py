@@ -29,6 +29,8 @@ class Metrics:
         self.cost = Counter("baton_cost_dollars", "Worker cost in dollars", ["router", "worker"], registry=r)
         self.tokens = Counter("baton_tokens", "Tokens by kind (orchestration/worker, input/output)",
                               ["router", "kind"], registry=r)
+        self.log_failures = Counter("baton_log_failures", "Decision-log writes the disk refused (the "
+                                    "requests were still answered; stderr names them)", registry=r)
         self.fallbacks = Counter("baton_fallbacks", "Calls answered by a worker other than the first tried",
                                  ["router"], registry=r)
 

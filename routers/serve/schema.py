@@ -8,11 +8,13 @@ or OpenAI's list of parts; only text parts are kept.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 
 class ChatMessage(BaseModel):
@@ -30,14 +32,14 @@ class ChatMessage(BaseModel):
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False          # "yes" or 1 is refused, not taken as true
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -67,6 +69,20 @@ class ChatCompletionRequest(BaseModel):
 
 
 # -- responses ------------------------------------------------------------------------------------
+
+def json_bytes(obj: Any, default=str) -> bytes:
+    """Compact UTF-8 JSON that never fails on text: a lone UTF-16 surrogate (valid in a JSON
+    escape, not in UTF-8) is written back as its `\\uXXXX` escape, so it round-trips as it came."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=default).encode(
+        "utf-8", "backslashreplace")
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSONResponse whose body is `json_bytes` (starlette's raises on lone surrogates)."""
+
+    def render(self, content: Any) -> bytes:
+        return json_bytes(content, default=None)
+
 
 def completion_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex[:24]
