@@ -13,33 +13,33 @@ from typing import Any
 
 
 from routers.errors import ConfigError
-from routers.typedconfig import apply_dotted, build
+from routers.typedconfig import apply_dotted, build, checked
 from routers.yamlfile import read_config_tree
 
 
 @dataclass
 class PolicyConfig:
-    model: str = "tiny"              # "tiny", "smollm2", a .gguf, an HF folder or a hub id
-    dtype: str = "float32"
-    max_completion_length: int = 64  # tokens the Conductor may write per workflow
-    temperature: float = 1.0         # sampling temperature for GRPO rollouts (serving is greedy)
+    model: str = checked("tiny", nonempty=True)  # "tiny", "smollm2", a .gguf, an HF folder or a hub id
+    dtype: str = checked("float32", one_of=("float32", "bfloat16", "float16"))
+    max_completion_length: int = checked(64, ge=1)  # tokens the Conductor may write per workflow
+    temperature: float = checked(1.0, gt=0)  # sampling temperature for GRPO rollouts (serving is greedy)
 
 
 @dataclass
 class PoolConfig:
-    source: str = "toy"              # "toy" (conductor.toy) or a pool YAML for routers.pool.config
+    source: str = checked("toy", nonempty=True)  # "toy" (conductor.toy) or a pool YAML for routers.pool.config
     subset: list[int] | None = None  # [min, max] workers shown per prompt (adaptive pools); None = all
-    worker_max_tokens: int = 4096
-    worker_temperature: float = 0.2
+    worker_max_tokens: int = checked(4096, ge=1)
+    worker_temperature: float = checked(0.2, ge=0)
     descriptions: dict[str, str] = field(default_factory=dict)  # worker -> one line for the prompt
 
 
 @dataclass
 class DataConfig:
-    task: str = "toy"                # a routers.tasks name (e.g. "mmlu", "gsm8k") or "toy"
-    train_limit: int = 48
-    eval_limit: int = 30
-    seed: int = 0
+    task: str = checked("toy", nonempty=True)  # a routers.tasks name (e.g. "mmlu", "gsm8k") or "toy"
+    train_limit: int = checked(48, ge=1)
+    eval_limit: int = checked(30, ge=0)
+    seed: int = checked(0, ge=0)
 
 
 @dataclass
@@ -51,7 +51,7 @@ class PromptConfig:
 
 @dataclass
 class WorkflowConfig:
-    max_steps: int = 5
+    max_steps: int = checked(5, ge=1)
     use_subtasks: bool = True        # ablation: False sends workers only the question and inputs
     force_worker: str | None = None  # ablation: every step goes to this worker
     fallback_worker: str | None = None  # serving: where an unparsable workflow goes (default: 1st)
@@ -62,41 +62,41 @@ class RewardConfig:
     unparsable: float = 0.0
     wrong: float = 0.5
     correct: float = 1.0
-    cost_weight: float = 0.0         # reward -= cost_weight * dollars spent by the workers
+    cost_weight: float = checked(0.0, ge=0)  # reward -= cost_weight * dollars spent by the workers
 
 
 @dataclass
 class RecursionConfig:
     enabled: bool = False
-    max_depth: int = 1               # nested workflows allowed below the top one
-    discount: float = 0.25           # reward *= (1 - discount) ** (levels of recursion used)
+    max_depth: int = checked(1, ge=0)  # nested workflows allowed below the top one
+    discount: float = checked(0.25, ge=0, lt=1)  # reward *= (1 - discount) ** (levels of recursion used)
     name: str = "conductor"          # the Conductor's own name in the pool
 
 
 @dataclass
 class WarmStartConfig:
-    steps: int = 0                   # format-only supervised steps before GRPO (conductor.warmstart)
-    learning_rate: float = 1e-3
-    batch_size: int = 8
+    steps: int = checked(0, ge=0)    # format-only supervised steps before GRPO (conductor.warmstart)
+    learning_rate: float = checked(1e-3, gt=0)
+    batch_size: int = checked(8, ge=1)
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 20
-    prompts_per_step: int = 2        # distinct questions per optimizer step
-    num_generations: int = 4         # GRPO group size
-    learning_rate: float = 1e-6
+    steps: int = checked(20, ge=1)
+    prompts_per_step: int = checked(2, ge=1)  # distinct questions per optimizer step
+    num_generations: int = checked(4, ge=2, why="GRPO compares a group")  # GRPO group size
+    learning_rate: float = checked(1e-6, gt=0)
     lr_scheduler_type: str = "cosine"
-    warmup_steps: int = 0
-    beta: float = 0.0
-    save_steps: int = 10
-    logging_steps: int = 1
-    seed: int = 0
+    warmup_steps: int = checked(0, ge=0)
+    beta: float = checked(0.0, ge=0)
+    save_steps: int = checked(10, ge=1)
+    logging_steps: int = checked(1, ge=1)
+    seed: int = checked(0, ge=0)
     wandb: bool = True               # offline unless WANDB_MODE says otherwise
     use_cpu: bool | None = None      # None: CPU when no CUDA device is present
     bf16: bool = False
     gradient_checkpointing: bool = False  # trades compute for memory; for large policies on GPU
-    cpu_threads: int | None = None   # torch threads; 1 is fastest on a crowded CPU
+    cpu_threads: int | None = checked(None, ge=1)  # torch threads; 1 is fastest on a crowded CPU
 
 
 @dataclass
@@ -134,14 +134,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate(cfg: ConductorConfig, label: str = "config") -> None:
+    """Rules across fields (one field's range is its `checked` rule, applied by `build`)."""
     r = cfg.reward
     if not (r.unparsable <= r.wrong <= r.correct):
         raise ConfigError(f"{label}: reward values must satisfy unparsable <= wrong <= correct")
-    if cfg.workflow.max_steps < 1:
-        raise ConfigError(f"{label}: workflow.max_steps must be >= 1")
-    if cfg.train.num_generations < 2:
-        raise ConfigError(f"{label}: train.num_generations must be >= 2 (GRPO compares a group)")
     if cfg.pool.subset is not None and (len(cfg.pool.subset) != 2 or not 1 <= cfg.pool.subset[0] <= cfg.pool.subset[1]):
         raise ConfigError(f"{label}: pool.subset must be [min, max] with 1 <= min <= max")
-    if not 0.0 <= cfg.recursion.discount < 1.0:
-        raise ConfigError(f"{label}: recursion.discount must be in [0, 1)")

@@ -25,6 +25,27 @@ from conductor.reward import WorkflowReward
 from routers.errors import ConfigError
 
 
+def check_policy_model(cfg: ConductorConfig) -> str:
+    """The policy's local path (or hub id), checked before any pool, data or training work: a
+    model that cannot be found is a ConfigError naming `policy.model`, not a transformers traceback
+    a minute into the run. Reads only the model's config.json (packaged GGUFs are converted once,
+    as loading them would anyway)."""
+    from transformers import AutoConfig
+
+    from routers.models import resolve_model
+
+    spec = cfg.policy.model
+    try:
+        path = resolve_model(spec)
+        AutoConfig.from_pretrained(path)
+    except ConfigError as e:
+        raise ConfigError(f"policy.model: {e}") from None
+    except (OSError, ValueError) as e:  # not a local folder, and not a hub id it can reach or has cached
+        raise ConfigError(f"policy.model: cannot load {spec!r}: not a packaged model (tiny, smollm2), a .gguf "
+                          f"file, an HF model folder, or a hub id that is reachable or cached ({e})") from None
+    return path
+
+
 def split_items(env: ConductorEnv) -> tuple[list, list]:
     d = env.cfg.data
     items = env.task.load(limit=d.train_limit + d.eval_limit, seed=d.seed) if env.cfg.data.task == "toy" \
@@ -116,6 +137,7 @@ def train(cfg: ConductorConfig, out: str | Path | None = None, *, resume: bool =
     from conductor.evaluate import evaluate_policy
     from conductor.policy import Generator
 
+    check_policy_model(cfg)  # config values were checked when it was loaded; the model is checked here
     out = Path(out or cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.train.cpu_threads:

@@ -1,5 +1,13 @@
 """Typed configs from plain mappings: dataclasses built from YAML with every value type-checked and
-every error naming its dotted key, plus `a.b=c` overrides. TRINITY and the Conductor share it."""
+every error naming its dotted key, plus `a.b=c` overrides. TRINITY and the Conductor share it.
+
+Range and choice rules sit on the fields themselves (`checked`), so every value is checked where
+the config is built, before any data or model is loaded:
+
+    steps: int = checked(20, ge=1)
+    limit: int | None = checked(None, ge=1, why="null for all")
+    kind: str = checked("linear", one_of=("linear", "lowrank"))
+"""
 
 from __future__ import annotations
 
@@ -67,8 +75,57 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported field type {tp}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """Bounds and choices for one field; None/False means no such rule. A None value (an optional
+    field left unset) is not checked; a list is checked element by element."""
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    one_of: tuple | None = None
+    nonempty: bool = False
+    why: str = ""                    # appended to the error, e.g. "GRPO compares a group"
+
+    def error(self, value: Any) -> str | None:
+        """What is wrong with `value`, or None when it passes."""
+        if isinstance(value, list):
+            return next((e for e in map(self.error, value) if e), None)
+        if value is None:
+            return None
+        if self.nonempty and not str(value).strip():
+            return "must not be empty"
+        if self.one_of is not None and value not in self.one_of:
+            return f"{value!r} is not one of {', '.join(map(str, self.one_of))}"
+        for bound, ok, word in ((self.ge, lambda b: value >= b, ">="), (self.gt, lambda b: value > b, ">"),
+                                (self.le, lambda b: value <= b, "<="), (self.lt, lambda b: value < b, "<")):
+            if bound is not None and not ok(bound):
+                return f"must be {word} {bound}, got {value!r}"
+        return None
+
+
+def checked(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
+            ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+            one_of: Any = None, nonempty: bool = False, why: str = ""):
+    """A dataclass field whose value `build` checks (see `Check`); the error names the dotted key."""
+    rule = Check(ge, gt, le, lt, None if one_of is None else tuple(one_of), nonempty, why)
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={"check": rule})
+
+
+def check_fields(obj: Any, prefix: str = "") -> None:
+    """Apply every `checked` rule of dataclass instance `obj` (not its nested dataclasses)."""
+    for f in dataclasses.fields(obj):
+        rule = f.metadata.get("check")
+        if rule is not None:
+            problem = rule.error(getattr(obj, f.name))
+            if problem:
+                key = f"{prefix}.{f.name}" if prefix else f.name
+                raise ConfigError(f"{key}: {problem}{f' ({rule.why})' if rule.why else ''}")
+
+
 def build(cls, data: Any, prefix: str = ""):
-    """An instance of dataclass `cls` from a mapping; unknown keys are refused by their dotted name."""
+    """An instance of dataclass `cls` from a mapping; unknown keys are refused by their dotted name,
+    values of the wrong type or outside their field's `checked` rule by theirs."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping of {cls.__name__} fields, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -78,7 +135,9 @@ def build(cls, data: Any, prefix: str = ""):
         where = f"{prefix}." if prefix else ""
         raise ConfigError(f"unknown config key {where}{unknown[0]}; known keys{' in ' + prefix if prefix else ''}: "
                           f"{', '.join(sorted(names))}")
-    return cls(**{k: coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()})
+    obj = cls(**{k: coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()})
+    check_fields(obj, prefix)
+    return obj
 
 
 def apply_dotted(tree: dict, overrides: list[str], *, known_only: bool = False) -> dict:

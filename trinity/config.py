@@ -15,7 +15,7 @@ from typing import Any
 
 
 from routers.errors import ConfigError
-from routers.typedconfig import apply_dotted, build
+from routers.typedconfig import apply_dotted, build, checked
 from routers.yamlfile import read_config_tree
 
 ROLES = ("thinker", "worker", "verifier")
@@ -25,11 +25,11 @@ OPTIMIZERS = ("sep-cma-es", "random-search", "reinforce", "sft", "two-stage")
 @dataclass
 class CoordinatorConfig:
     """The LM that reads the transcript; its hidden state is the router's feature."""
-    model: str = "smollm2"           # "smollm2", "tiny", an HF id (e.g. Qwen/Qwen3-0.6B) or a local path
+    model: str = checked("smollm2", nonempty=True)  # "smollm2", "tiny", an HF id (e.g. Qwen/Qwen3-0.6B) or a local path
     layer: int = -1                  # hidden-state index (-1 = last layer)
     position: int = -2               # token position of the feature (-2 = penultimate, as in the paper)
-    max_tokens: int = 128            # transcript tokens kept per forward pass
-    batch_size: int = 16
+    max_tokens: int = checked(128, ge=1)  # transcript tokens kept per forward pass
+    batch_size: int = checked(16, ge=1)
     dtype: str = "float32"
     device: str = "cpu"
     random_init: bool = False        # build from config with random weights (GPU timing checks)
@@ -48,17 +48,17 @@ class SVFConfig:
 @dataclass
 class HeadConfig:
     """Paper's Table 3 variants: linear, low-rank (rank), sparse, block-diagonal (blocks)."""
-    kind: str = "linear"             # linear | lowrank | sparse | blockdiag | selection (roles-free)
+    kind: str = checked("linear", one_of=("linear", "lowrank", "sparse", "blockdiag", "selection"))
     roles: bool = True               # False: roles-free selection head (L outputs), single-turn routing
-    rank: int = 14
-    blocks: int = 2
-    sparsity: float = 0.9
+    rank: int = checked(14, ge=1)
+    blocks: int = checked(2, ge=1)
+    sparsity: float = checked(0.9, ge=0, lt=1)
 
 
 @dataclass
 class ProtocolConfig:
-    max_turns: int = 5
-    roles: list[str] = field(default_factory=lambda: list(ROLES))
+    max_turns: int = checked(5, ge=1)
+    roles: list[str] = checked(default_factory=lambda: list(ROLES), one_of=ROLES)
     thinker_prompt: str = ("You are the Thinker. Analyse the task and the work so far, point out what is "
                            "missing or wrong, and propose the next step. Do not give the final answer. "
                            "You may end with <suggested_role>worker</suggested_role> or "
@@ -70,9 +70,9 @@ class ProtocolConfig:
     # if no Worker has answered by the last turn, that turn is a Worker turn (the head picks the
     # agent). Off reproduces the paper (such an episode answers ""); `baton serve` always turns it on.
     require_answer: bool = False
-    transcript_max_chars: int = 2000  # each turn's text is cut to this in the coordinator transcript
-    max_tokens: int = 4096            # worker generation cap
-    temperature: float = 0.1
+    transcript_max_chars: int = checked(2000, ge=1)  # each turn's text is cut to this in the coordinator transcript
+    max_tokens: int = checked(4096, ge=1)  # worker generation cap
+    temperature: float = checked(0.1, ge=0)
 
 
 @dataclass
@@ -81,27 +81,30 @@ class FitnessConfig:
     - cost_weight * mean dollars per query. cost_weight 0 reproduces the paper's objective."""
     diversity_bonus: float = 0.0
     turn_bonus: float = 0.0
-    cost_weight: float = 0.0
+    cost_weight: float = checked(0.0, ge=0)
 
 
 @dataclass
 class TrainConfig:
-    optimizer: str = "sep-cma-es"     # one of OPTIMIZERS
-    mode: str = "head"                # head: features cached once; svf: features recomputed per candidate
-    popsize: int | None = None        # None: pycma default ceil(4 + 3 ln n)
-    sigma0: float = 0.03
-    iterations: int = 60
-    repeats: int = 16                 # sampled episodes per candidate and query, averaged
-    sampling: str = "sample"          # sample (paper) | expected (exact mean under the softmax)
-    batch_size: int | None = None     # queries per generation (None: all)
-    seed: int = 0
+    optimizer: str = checked("sep-cma-es", one_of=OPTIMIZERS)
+    mode: str = checked("head", one_of=("head", "svf"))  # head: features cached once; svf: recomputed per candidate
+    popsize: int | None = checked(None, ge=2, why="or null for the default")  # None: pycma's 4 + 3 ln n
+    sigma0: float = checked(0.03, gt=0)
+    iterations: int = checked(60, ge=1)
+    repeats: int = checked(16, ge=1)  # sampled episodes per candidate and query, averaged
+    sampling: str = checked("sample", one_of=("sample", "expected"))  # sample (paper) | expected (exact mean)
+    batch_size: int | None = checked(None, ge=1)  # queries per generation (None: all)
+    seed: int = checked(0, ge=0)
     init_from: str | None = None      # a TRINITY checkpoint whose head (and SVF offsets) start the search
+    # which point of a run is returned, the same rule for every optimizer (trinity.optimizers.Selector):
+    # the best on held-out training queries over every step, or the last step
+    select: str = checked("best-validation", one_of=("best-validation", "last"))
     wandb: bool = True
     wandb_project: str = "baton-trinity"
     # gradient baselines / stage 1 of two-stage
-    lr: float = 0.01
-    epochs: int = 50
-    tau: float = 0.1                  # soft-target temperature softmax(score / tau)
+    lr: float = checked(0.01, gt=0)
+    epochs: int = checked(50, ge=1)
+    tau: float = checked(0.1, gt=0)   # soft-target temperature softmax(score / tau)
 
 
 @dataclass
@@ -110,10 +113,10 @@ class DataConfig:
     test: str | None = None           # None: the test split of `train`
     prices: str | None = None         # route: price table (as `baton eval --prices`) for costs when the data has none
     pool: str | None = None           # pool YAML (episode task)
-    task: str = "route"               # route: single-turn selection on a recorded dataset; episode: multi-turn
-                                      # (episode: train = task items, e.g. "mmlu:200,gsm8k:100")
-    limit: int | None = None          # at most this many training queries
-    validation_fraction: float = 0.0
+    task: str = checked("route", one_of=("route", "episode"))  # route: single-turn selection on a
+                                      # recorded dataset; episode: multi-turn (train = task items, e.g. "mmlu:200")
+    limit: int | None = checked(None, ge=1, why="null for all")  # at most this many training queries
+    validation_fraction: float = checked(0.0, ge=0, lt=1)  # of the training queries, held out
     encoder: str | None = None        # route only: routers.embed encoder (e.g. minilm) instead of the coordinator
 
 
@@ -133,32 +136,12 @@ class TrinityConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "TrinityConfig":
-        _choice("train.optimizer", self.train.optimizer, OPTIMIZERS)
-        _choice("train.mode", self.train.mode, ("head", "svf"))
-        _choice("train.sampling", self.train.sampling, ("sample", "expected"))
-        _choice("head.kind", self.head.kind, ("linear", "lowrank", "sparse", "blockdiag", "selection"))
-        _choice("data.task", self.data.task, ("route", "episode"))
-        for r in self.protocol.roles:
-            _choice("protocol.roles", r, ROLES)
+        """Rules across fields (one field's range or choices is its `checked` rule, applied by `build`)."""
         if "worker" not in self.protocol.roles:
             raise ConfigError("protocol.roles: must include 'worker' (the answer is the last Worker output)")
-        positive = {"train.iterations": self.train.iterations, "train.repeats": self.train.repeats,
-                    "protocol.max_turns": self.protocol.max_turns, "coordinator.max_tokens": self.coordinator.max_tokens}
-        for k, v in positive.items():
-            if v < 1:
-                raise ConfigError(f"{k}: must be >= 1, got {v}")
-        if self.train.sigma0 <= 0:
-            raise ConfigError(f"train.sigma0: must be > 0, got {self.train.sigma0}")
-        if self.train.popsize is not None and self.train.popsize < 2:
-            raise ConfigError(f"train.popsize: must be >= 2 (or null for the default), got {self.train.popsize}")
         if self.train.mode == "svf" and not self.svf.enabled:
             raise ConfigError("train.mode: 'svf' needs svf.enabled: true")
         return self
-
-
-def _choice(key: str, value: Any, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
 
 
 def from_dict(data: dict) -> TrinityConfig:

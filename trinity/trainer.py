@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from routers.errors import ConfigError
+from routers.errors import CheckpointError, ConfigError
 from trinity.config import TrainConfig
 from trinity.fitness import FitnessResult, Objective
 
@@ -46,6 +46,7 @@ class TrainResult:
     best_fitness: float
     history: list[dict[str, Any]] = field(default_factory=list)
     evaluations: int = 0
+    selection: dict[str, Any] = field(default_factory=dict)  # which point was returned, and why
 
 
 class Distributed:
@@ -171,8 +172,16 @@ class CMAESTrainer:
         path = self.state_path()
         if path is None or not path.is_file():
             return None
-        # Our own file, written by _save_state in the run's output directory.
-        state = pickle.loads(path.read_bytes())
+        # Our own file, written by _save_state in the run's output directory (atomically, so a
+        # damaged one was cut or changed by something else: say so instead of a pickle traceback).
+        try:
+            state = pickle.loads(path.read_bytes())
+        except Exception as e:  # noqa: BLE001 - unpickling a damaged file raises almost anything
+            raise CheckpointError(f"{path}: cannot resume, the saved training state is truncated or corrupt "
+                                  f"({type(e).__name__}: {e}); restore it, delete it to start over, or use "
+                                  "a new --out directory") from None
+        if not isinstance(state, dict) or not {"es", "np_random", "generation"} <= set(state):
+            raise CheckpointError(f"{path}: cannot resume, not a TRINITY training state; use a new --out directory")
         if state.get("fingerprint") != _fingerprint(self.cfg, self.objective.n_params):
             raise ConfigError(f"{path}: saved by a run with another training config or parameter count; "
                               "use a new --out directory or the same config to resume")
