@@ -7,7 +7,11 @@ ablation on a single-turn base) is listed with the reason instead of a number.
 
 With `--seeds 0,1,2` every row runs once per seed (`train.seed`) and the table gives mean ± standard
 deviation; the validation column (held-out training queries, route task) is what to choose a method
-on, the test column what to report.
+on, the test column what to report. Selection rule, the same for every optimizer
+(`trinity.optimizers.Selector`, `train.select`): the held-out training queries are halved; each
+optimizer returns its best point on the first half over all its steps (`best-validation`) or its
+last point (`last`), and the validation column is measured on the second half, which selection did
+not see. The output states the rule.
 
     python scripts/ablate.py --base configs/trinity/route.yaml --train ../shared/data/llmrouter --seeds 0,1,2 \
         --out outputs/ablate-llmrouter configs/trinity/ablations/head_*.yaml configs/trinity/ablations/opt_*.yaml
@@ -83,6 +87,7 @@ def main(argv=None) -> int:
                     m = run(cfg, out=where)
                 test = m.get("test") or {}
                 runs.append({"seed": cfg.train.seed, "train_accuracy": m["train"]["accuracy"],
+                             "selection": m.get("selection"),
                              "validation_accuracy": (m.get("validation") or {}).get("accuracy"),
                              "test_accuracy": test.get("accuracy"), "test_cost": test.get("cost"),
                              "test_turns": test.get("turns")})
@@ -117,7 +122,12 @@ def main(argv=None) -> int:
                          f"{r['optimizer']} | {r['head']} | {r['seconds']:.0f} |")
     cmd = "python scripts/ablate.py " + " ".join(sys.argv[1:] if argv is None else argv)
     seed_line = "" if seeds is None else f"Seeds {', '.join(map(str, seeds))}: mean ± standard deviation.\n\n"
-    (out / "ablations.md").write_text(f"Command: `{cmd}`\n\n{seed_line}" + "\n".join(lines) + "\n")
+    rules = sorted({(r.get("selection") or {}).get("rule", "last") for row in rows for r in row.get("runs", [])})
+    rule_line = (f"Selection rule (every optimizer): {', '.join(rules) or 'n/a'}. best-validation = the point "
+                 "scoring best on one half of the held-out training queries over all steps; the validation "
+                 "column is the other half, unseen by selection; test is read once at the end.\n\n")
+    print(rule_line.strip())
+    (out / "ablations.md").write_text(f"Command: `{cmd}`\n\n{seed_line}{rule_line}" + "\n".join(lines) + "\n")
     print("\n".join(lines))
 
     import matplotlib

@@ -164,3 +164,21 @@ def test_validation_early_stopping_returns_best_generation_mean():
     vals = [h["validation"] for h in res.history]
     assert score(res.x) == pytest.approx(max(vals))
     assert int(np.argmax(vals)) < len(vals) - 1           # it stopped early: later means fit train, not validation
+
+
+@pytest.mark.parametrize("name", ["sep-cma-es", "random-search", "reinforce", "sft"])
+def test_every_optimizer_returns_its_best_point_on_held_out_queries_by_one_rule(name):
+    """Fair method selection: the same rule picks the returned point for every optimizer, and the
+    point returned is the best the selection score saw over the run (not the last one)."""
+    F, S, C, W = routing_problem(n=300)
+    head = make_head("selection", len(W), F.shape[1])
+    obj = SelectionObjective(head, F[:200], S[:200], W, costs=C[:200], repeats=4, seed=0)
+    select = lambda x: obj.evaluate_argmax(x, F[200:], S[200:])["accuracy"]  # noqa: E731
+    c = cfg(optimizer=name, iterations=15, lr=0.05, epochs=15, popsize=8)
+    res = optimize(obj, c, validate=select)
+    assert res.selection["rule"] == "best-validation"
+    seen = [h["validation"] for h in res.history if h.get("validation") is not None]
+    assert len(seen) == 15 and select(res.x) == pytest.approx(max(seen)) == pytest.approx(res.selection["selection_score"])
+    last = optimize(obj, cfg(optimizer=name, iterations=15, lr=0.05, epochs=15, popsize=8, select="last"),
+                    validate=select)
+    assert last.selection["rule"] == "last" and last.selection["selection_score"] is None

@@ -172,5 +172,10 @@ class SelectionObjective:
         c = np.full(scores.shape, np.nan) if costs is None else np.asarray(costs, np.float64)
         counts = np.bincount(choice, minlength=len(self.workers))
         # the evaluator's rule (routers.accounting): a missing score chosen is 0, an unknown cost unknown
-        return {"accuracy": float(score_chosen(scores[r, choice])[0].mean()), "cost": float(mean_cost(c[r, choice])),
+        return {"accuracy": float(score_chosen(scores[r, choice])[0].mean()), "cost": _known(mean_cost(c[r, choice])),
                 "n": int(len(choice)), "worker_share": {w: float(k / len(choice)) for w, k in zip(self.workers, counts)}}
+
+
+def _known(x) -> float | None:
+    """A dollar figure, or None where it is unknown (an unpriced model was chosen)."""
+    return float(x) if np.isfinite(x) else None

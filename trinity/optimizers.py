@@ -11,6 +11,13 @@ point, `optimize`, that picks one by `TrainConfig.optimizer`.
 - two-stage: SFT on soft targets softmax(score / tau) with a KL loss, then sep-CMA-ES from there
   (the Fugu recipe).
 
+Selection is the same for all (`Selector`, `TrainConfig.select`): with held-out training queries
+(`data.validation_fraction` > 0) and `select: best-validation`, every optimizer offers its current
+point after each step (a CMA-ES generation's mean, random search's best so far, a REINFORCE
+iteration, an SFT epoch) and the best-scoring one is returned; with `select: last` (or no held-out
+queries) every optimizer returns its last point. The selection score is never the reported one:
+`trinity.train` reports validation accuracy on a second held-out half that selection did not see.
+
 The gradient methods need a differentiable head: they train the linear head (head.kind = linear)
 on the cached features of a `SelectionObjective`; the flat layout is W (outputs x d), row-major,
 agent rows first.
@@ -29,12 +36,35 @@ from trinity.fitness import Objective, SelectionObjective
 from trinity.trainer import CMAESTrainer, RunLogger, TrainResult, summarize
 
 
+class Selector:
+    """The one rule that picks which point of a run is returned (see the module docstring)."""
+
+    def __init__(self, validate, rule: str = "best-validation"):
+        self.validate = validate if rule == "best-validation" else None
+        self.rule = rule if validate is not None else "last"
+        self.x, self.step, self.score, self.trace = None, None, -np.inf, []
+
+    def offer(self, step: int, x: np.ndarray) -> float | None:
+        if self.validate is None:
+            self.x, self.step = np.asarray(x, np.float64).copy(), step
+            return None
+        s = float(self.validate(x))
+        self.trace.append({"step": step, "selection": s})
+        if s > self.score:
+            self.x, self.step, self.score = np.asarray(x, np.float64).copy(), step, s
+        return s
+
+    def summary(self) -> dict:
+        return {"rule": self.rule, "step": self.step, "selection_score": None if self.validate is None else self.score}
+
+
 def _popsize(cfg: TrainConfig, n: int) -> int:
     return int(cfg.popsize) if cfg.popsize is not None else default_popsize(n)
 
 
 def random_search(objective: Objective, cfg: TrainConfig, run_config: dict | None = None,
-                  out_dir: str | Path | None = None, x0: np.ndarray | None = None) -> TrainResult:
+                  out_dir: str | Path | None = None, x0: np.ndarray | None = None,
+                  select: Selector | None = None) -> TrainResult:
     rng = np.random.default_rng([cfg.seed, 7])
     P = _popsize(cfg, objective.n_params)
     best_x, best_f = (objective.x0() if x0 is None else np.asarray(x0, np.float64)), -np.inf
@@ -49,11 +79,14 @@ def random_search(objective: Objective, cfg: TrainConfig, run_config: dict | Non
             if res[k].fitness > best_f:
                 best_x, best_f = X[k].copy(), res[k].fitness
             row = summarize(g, res, cfg.sigma0, 0.0)
+            if select is not None:
+                row["validation"] = select.offer(g, best_x)
             history.append(row)
             log.log(row)
     finally:
         log.close()
-    return TrainResult(x=best_x, best_x=best_x, best_fitness=float(best_f), history=history,
+    x = select.x if select is not None and select.x is not None else best_x
+    return TrainResult(x=x, best_x=best_x, best_fitness=float(best_f), history=history,
                        evaluations=P * cfg.iterations)
 
 
@@ -80,7 +113,8 @@ def _flat(W) -> np.ndarray:
     return W.detach().numpy().astype(np.float64).reshape(-1)
 
 
-def supervised(objective: SelectionObjective, cfg: TrainConfig, soft: bool, x0: np.ndarray | None = None) -> TrainResult:
+def supervised(objective: SelectionObjective, cfg: TrainConfig, soft: bool, x0: np.ndarray | None = None,
+               select: Selector | None = None) -> TrainResult:
     """Full-batch Adam on the agent logits: cross-entropy to the best worker (soft=False) or
     KL(softmax(score/tau) || policy) (soft=True)."""
     import torch
@@ -106,13 +140,17 @@ def supervised(objective: SelectionObjective, cfg: TrainConfig, soft: bool, x0: 
         opt.zero_grad()
         loss.backward()
         opt.step()
-        history.append({"epoch": epoch, "loss": float(loss.detach())})
-    x = _flat(W)
+        row = {"epoch": epoch, "loss": float(loss.detach())}
+        if select is not None:
+            row["validation"] = select.offer(epoch, _flat(W))
+        history.append(row)
+    x = select.x if select is not None and select.x is not None else _flat(W)
     fit = objective.evaluate(x[None], 0, [0])[0]
     return TrainResult(x=x, best_x=x, best_fitness=fit.fitness, history=history, evaluations=0)
 
 
-def reinforce(objective: SelectionObjective, cfg: TrainConfig, x0: np.ndarray | None = None) -> TrainResult:
+def reinforce(objective: SelectionObjective, cfg: TrainConfig, x0: np.ndarray | None = None,
+              select: Selector | None = None) -> TrainResult:
     """REINFORCE with a per-query mean baseline; reward = score - cost_weight * cost."""
     import torch
     torch.manual_seed(cfg.seed)
@@ -134,8 +172,11 @@ def reinforce(objective: SelectionObjective, cfg: TrainConfig, x0: np.ndarray | 
         opt.zero_grad()
         loss.backward()
         opt.step()
-        history.append({"generation": g, "mean_reward": float(r.mean())})
-    x = _flat(W)
+        row = {"generation": g, "mean_reward": float(r.mean())}
+        if select is not None:
+            row["validation"] = select.offer(g, _flat(W))
+        history.append(row)
+    x = select.x if select is not None and select.x is not None else _flat(W)
     fit = objective.evaluate(x[None], 0, [0])[0]
     return TrainResult(x=x, best_x=x, best_fitness=fit.fitness, history=history,
                        evaluations=cfg.iterations * _popsize(cfg, objective.n_params))
@@ -144,22 +185,46 @@ def reinforce(objective: SelectionObjective, cfg: TrainConfig, x0: np.ndarray | 
 def optimize(objective: Objective, cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool = False,
              run_config: dict[str, Any] | None = None, name: str = "trinity", validate=None,
              x0: np.ndarray | None = None) -> TrainResult:
-    """Train with `cfg.optimizer`; every optimizer gets the same objective and budget.
-    `validate(x) -> score` lets the CMA-ES runs return their best mean on held-out queries; `x0`
-    (default `objective.x0()`) is where every optimizer starts (a warm start, `train.init_from`)."""
+    """Train with `cfg.optimizer`; every optimizer gets the same objective, budget and selection rule.
+    `validate(x) -> score` (held-out training queries) drives `Selector` by `cfg.select`; `x0`
+    (default `objective.x0()`) is where every optimizer starts (a warm start, `train.init_from`).
+    The returned result carries `selection` (rule, step, selection score)."""
     if x0 is not None and np.asarray(x0).size != objective.n_params:
         raise ConfigError(f"train.init_from: {np.asarray(x0).size} starting values for {objective.n_params} parameters")
+    res = _optimize(objective, cfg, out_dir, resume, run_config, name, validate, x0)
+    return res
+
+
+def _optimize(objective, cfg, out_dir, resume, run_config, name, validate, x0) -> TrainResult:
+    rule = getattr(cfg, "select", "best-validation")
+    sel = Selector(validate, rule)
+    cma_validate = sel.validate  # CMAESTrainer applies the same rule to each generation's mean
     if cfg.optimizer == "sep-cma-es":
-        return CMAESTrainer(objective, cfg, out_dir, run_config, name, validate=validate).run(resume=resume, x0=x0)
+        res = CMAESTrainer(objective, cfg, out_dir, run_config, name, validate=cma_validate).run(resume=resume, x0=x0)
+        res.selection = _cma_selection(res, sel)
+        return res
     if cfg.optimizer == "random-search":
-        return random_search(objective, cfg, run_config, out_dir, x0=x0)
-    if cfg.optimizer == "reinforce":
-        return reinforce(objective, cfg, x0=x0)
-    if cfg.optimizer == "sft":
-        return supervised(objective, cfg, soft=False, x0=x0)
+        res = random_search(objective, cfg, run_config, out_dir, x0=x0, select=sel)
+    elif cfg.optimizer == "reinforce":
+        res = reinforce(objective, cfg, x0=x0, select=sel)
+    elif cfg.optimizer == "sft":
+        res = supervised(objective, cfg, soft=False, x0=x0, select=sel)
+    if cfg.optimizer in ("random-search", "reinforce", "sft"):
+        res.selection = sel.summary()
+        return res
     if cfg.optimizer == "two-stage":
         stage1 = supervised(objective, cfg, soft=True, x0=x0)
-        stage2 = CMAESTrainer(objective, cfg, out_dir, run_config, name, validate=validate).run(resume=resume, x0=stage1.x)
+        stage2 = CMAESTrainer(objective, cfg, out_dir, run_config, name, validate=cma_validate).run(resume=resume, x0=stage1.x)
+        stage2.selection = _cma_selection(stage2, sel)
         stage2.history = [{"stage": "sft", **h} for h in stage1.history] + stage2.history
         return stage2
     raise ConfigError(f"train.optimizer: unknown optimizer {cfg.optimizer!r}")
+
+
+def _cma_selection(res: TrainResult, sel: Selector) -> dict:
+    """The CMA-ES trainer's own record of the same rule: the generation whose mean scored best."""
+    vals = [(h.get("generation"), h["validation"]) for h in res.history if h.get("validation") is not None]
+    if sel.validate is None or not vals:
+        return {"rule": "last", "step": len(res.history) - 1, "selection_score": None}
+    step, score = max(vals, key=lambda t: t[1])
+    return {"rule": sel.rule, "step": step, "selection_score": float(score)}

@@ -92,17 +92,19 @@ def reference_metrics(ds) -> dict[str, Any]:
 
 # -- route task ----------------------------------------------------------------------------------
 def _route_objective(cfg: TrinityConfig, train, workers: list[str], source, coordinator):
-    """(objective, head, validate) for single-turn selection. `data.validation_fraction` of the
-    training queries is held out: CMA-ES returns its best generation mean on them (early
-    stopping), so the test split is never looked at during training. Head mode scores cached
-    features; SVF mode recomputes features under each candidate's offsets (validation too)."""
+    """(objective, head, select, report) for single-turn selection. `data.validation_fraction` of the
+    training queries is held out and halved: `select(x)` scores a point on the first half (every
+    optimizer returns its best point by it, `trinity.optimizers.Selector`), `report(x)` on the
+    second, which selection never saw, so the reported validation figure is not a maximum over
+    steps. The test split is never looked at during training. Head mode scores cached features;
+    SVF mode recomputes features under each candidate's offsets."""
     from trinity.fitness import SelectionObjective
     from trinity.heads import head_from_config
     n_val = int(round(len(train) * cfg.data.validation_fraction))
     perm = np.random.default_rng([cfg.train.seed, 11]).permutation(len(train))
     val_idx, fit_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     fit = train.subset(fit_idx) if n_val else train
-    Sv = train.scores[val_idx]
+    halves = (np.sort(perm[:n_val][: (n_val + 1) // 2]), np.sort(perm[:n_val][(n_val + 1) // 2:]))
     tokens = None if fit.output_tokens is None else np.nan_to_num(fit.input_tokens) + np.nan_to_num(fit.output_tokens)
     kw = dict(fitness=cfg.fitness, repeats=cfg.train.repeats, sampling=cfg.train.sampling,
               batch_size=cfg.train.batch_size, seed=cfg.train.seed, costs=decision_costs(fit.cost_matrix()),
@@ -114,19 +116,26 @@ def _route_objective(cfg: TrinityConfig, train, workers: list[str], source, coor
         coordinator.enable_svf(cfg.svf)
         head = head_from_config(cfg.head, len(workers), coordinator.d)
         objective = SVFSelectionObjective(coordinator, route_texts(fit.prompts), head, fit.scores, workers, **kw)
-        val_texts, n_svf = route_texts([train.prompts[i] for i in val_idx]), objective.n_svf
+        n_svf = objective.n_svf
 
-        def validate(x):  # one coordinator pass over the held-out queries under x's offsets
-            with coordinator.svf.applied(x[:n_svf]):
-                Fv = coordinator.features(val_texts).numpy()
-            return objective.evaluate_argmax(x[n_svf:], Fv, Sv)["accuracy"]
+        def scorer(rows):
+            texts, S = route_texts([train.prompts[i] for i in rows]), train.scores[rows]
+
+            def score(x):  # one coordinator pass over the held-out queries under x's offsets
+                with coordinator.svf.applied(x[:n_svf]):
+                    F = coordinator.features(texts).numpy()
+                return objective.evaluate_argmax(x[n_svf:], F, S)["accuracy"]
+            return score
     else:
         F = route_features(source, train.prompts)
         head = head_from_config(cfg.head, len(workers), F.shape[1])
         objective = SelectionObjective(head, F[fit_idx], fit.scores, workers, **kw)
-        Fv = F[val_idx]
-        validate = lambda x: objective.evaluate_argmax(x, Fv, Sv)["accuracy"]  # noqa: E731
-    return objective, head, (validate if n_val else None)
+
+        def scorer(rows):
+            return lambda x: objective.evaluate_argmax(x, F[rows], train.scores[rows])["accuracy"]
+    if not n_val:
+        return objective, head, None, None
+    return objective, head, scorer(halves[0]), (scorer(halves[1]) if len(halves[1]) else None)
 
 
 def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None = None, resume: bool = False,
@@ -148,7 +157,7 @@ def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None 
         if missing:
             raise DataError(f"test data lacks the training models {', '.join(missing)}")
         test = test.select_models(workers)  # same column order as the head
-    objective, head, validate = _route_objective(cfg, train, workers, source, coordinator)
+    objective, head, validate, report = _route_objective(cfg, train, workers, source, coordinator)
     t_feat = time.perf_counter() - t0
     x0 = None
     if cfg.train.init_from:
@@ -171,9 +180,9 @@ def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None 
         return {**r, **reference_metrics(ds)}
 
     metrics = {"train": evaluate(train), "seconds": {"features": t_feat, "total": None},
-               "optimizer": cfg.train.optimizer, "evaluations": res.evaluations}
-    if validate is not None:  # the held-out training queries: what a method choice should be made on
-        metrics["validation"] = {"accuracy": float(validate(x))}
+               "optimizer": cfg.train.optimizer, "evaluations": res.evaluations, "selection": res.selection}
+    if report is not None:  # held-out training queries selection did not see: what methods are compared on
+        metrics["validation"] = {"accuracy": float(report(x))}
     if test is not None and len(test):
         metrics["test"] = evaluate(test)
     metrics["seconds"]["total"] = time.perf_counter() - t0
