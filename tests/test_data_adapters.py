@@ -20,7 +20,8 @@ GPT4, MIXTRAL = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 
 
 def test_adapters_are_named():
-    assert set(ADAPTERS) == {"routerbench", "routellm", "scores_json", "native_jsonl", "native_parquet", "hub"}
+    assert set(ADAPTERS) == {"routerbench", "routellm", "scores_json", "native_jsonl", "native_parquet",
+                             "native_arrow", "hub"}
 
 
 # -- RouterBench --------------------------------------------------------------------------------

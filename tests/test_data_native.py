@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.data import RoutingDataset, assign_splits, load_dataset, save_jsonl, save_parquet
+from routers.data import RoutingDataset, assign_splits, load_dataset, save_arrow, save_jsonl, save_parquet
 from routers.errors import ConfigError
 
 FIX = Path(__file__).parent / "fixtures" / "data"
@@ -37,17 +37,20 @@ def test_native_jsonl_reads_recorder_output():
     assert ds.responses[1] == ["", "tac"] and ds.responses[2] == [None, None]
 
 
-@pytest.mark.parametrize("save", [save_jsonl, save_parquet])
+SUFFIX = {save_jsonl: "d.jsonl", save_parquet: "d.parquet", save_arrow: "d.arrow"}
+
+
+@pytest.mark.parametrize("save", list(SUFFIX), ids=lambda f: f.__name__)
 def test_round_trip_is_exact(tmp_path, save):
     ds = load_dataset(str(FIX / "native_small.jsonl"), prices={"tiny": {"input_per_mtok": 0.1, "output_per_mtok": 0.3}})
     ds.scores[0, 0] = 1 / 3  # a float that must survive text
-    path = save(ds, tmp_path / ("d.jsonl" if save is save_jsonl else "d.parquet"))
+    path = save(ds, tmp_path / SUFFIX[save])
     _same(ds, load_dataset(str(path)))
 
 
 def test_round_trip_of_a_large_wide_dataset(tmp_path, shared_dir):
     ds = load_dataset(str(shared_dir / "data/routellm/gsm8k/gsm8k_responses.csv"), prices="builtin")
-    for save, name in ((save_jsonl, "g.jsonl"), (save_parquet, "g.parquet")):
+    for save, name in ((save_jsonl, "g.jsonl"), (save_parquet, "g.parquet"), (save_arrow, "g.arrow")):
         _same(ds, load_dataset(str(save(ds, tmp_path / name))))
 
 

@@ -10,7 +10,7 @@ import importlib
 
 _EXPORTS = {
     "ADAPTERS": "load", "detect_format": "load", "load_dataset": "load",
-    "save_jsonl": "native", "save_parquet": "native",
+    "save_jsonl": "native", "save_parquet": "native", "save_arrow": "arrow",
     "PriceTable": "prices", "apply_prices": "prices", "load_prices": "prices",
     "SPLITS": "schema", "RoutingDataset": "schema",
     "assign_splits": "splits",

@@ -192,14 +192,15 @@ def drop_repeated_ids(ds, *, file: str, column: str = "id"):
     """`ds` with each repeated id kept once (first row), with a warning counting them, when the repeated
     rows are the same record (publishers' files do repeat some, e.g. RouterBench's arc-challenge.val.172);
     a DataError naming both rows when they differ. Rows count from 1 in the loaded order."""
+    unique = ds.ids.is_unique() if hasattr(ds.ids, "is_unique") else pd.Index(ds.ids).is_unique
+    if unique:  # a hash table in C (Arrow or pandas): cheap on a million ids, where a dict is not
+        return ds
     first: dict[str, int] = {}
     repeats: list[tuple[int, int]] = []
     for i, x in enumerate(ds.ids):
         j = first.setdefault(x, i)
         if j != i:
             repeats.append((j, i))
-    if not repeats:
-        return ds
     for j, i in repeats:
         what = _rows_differ(ds, j, i)
         if what is not None:
@@ -230,10 +231,11 @@ def warn_gaps(ds, *, file: str) -> None:
                      for j in cols[:5]]
             warnings.warn(f"file {file}: unknown (NaN) costs, kept unknown, never 0: {', '.join(parts)}"
                           + (f" and {cols.size - 5} more models" if cols.size > 5 else ""), stacklevel=3)
-    splits = np.asarray(ds.splits, dtype=object)
-    for sp in dict.fromkeys(ds.splits):
-        rows = splits == sp
-        empty = [m for m, has in zip(ds.models, (~np.isnan(ds.scores[rows])).any(axis=0)) if not has]
+    codes, names = pd.factorize(pd.Series(ds.splits, dtype=object), sort=False)
+    known = ~np.isnan(ds.scores)
+    for k, sp in enumerate(names):
+        rows = codes == k
+        empty = [m for m, has in zip(ds.models, known[rows].any(axis=0)) if not has]
         if empty:
             warnings.warn(f"file {file}: the {sp} split ({int(rows.sum())} rows) has no score for models {empty}",
                           stacklevel=3)

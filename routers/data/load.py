@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from routers.data import hub, native, routellm, routerbench, scores_json
+from routers.data import arrow, hub, native, routellm, routerbench, scores_json
 from routers.data.common import LoadOptions, drop_repeated_ids, pick_models, warn_gaps
 from routers.data.prices import apply_prices, load_prices
 from routers.data.schema import RoutingDataset
@@ -28,11 +28,12 @@ ADAPTERS: dict[str, Adapter] = {
     "scores_json": scores_json.load,
     "native_jsonl": native.load_jsonl,
     "native_parquet": native.load_parquet,
+    "native_arrow": arrow.load,
     "hub": hub.load,
 }
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(:[\w.-]+)?$")
-FILE_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".pkl", ".pickle", ".gz")
+FILE_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".arrow", ".pkl", ".pickle", ".gz")
 
 
 def _sniff_csv_header(path: Path) -> list[str]:
@@ -48,6 +49,8 @@ def _sniff_file(path: Path) -> str:
         head = f.read(4096)
     if not head.strip():
         raise DataError("empty file", file=str(path))
+    if arrow.looks_like(head):
+        return "native_arrow"
     if head[:4] == b"PAR1":
         return "native_parquet"
     if head[:1] == b"\x80" or path.suffix.lower() in (".pkl", ".pickle"):

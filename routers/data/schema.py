@@ -64,7 +64,8 @@ class RoutingDataset:
         idx = np.asarray(idx)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
-        pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
+        pick = lambda xs: (None if xs is None else xs.take(idx) if hasattr(xs, "take")  # noqa: E731
+                           else [xs[i] for i in idx])  # an Arrow TextColumn takes without making str objects
         arr = lambda a: None if a is None else a[idx].copy()  # noqa: E731
         return replace(
             self, ids=pick(self.ids), prompts=pick(self.prompts), categories=pick(self.categories),
