@@ -118,3 +118,39 @@ def test_arrow_bad_files_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="outside") as e:
         load_dataset(str(f))
     assert (e.value.row, e.value.column) == (4, "score.m1")
+
+
+# -- kNN: blocked nearest-neighbour search (issue 15, Scale) --------------------------------------
+def test_knn_blocked_search_matches_the_full_matrix_and_bounds_memory(monkeypatch):
+    import numpy as np
+
+    from routers.baselines import knn
+    from routers.data import RoutingDataset
+    from routers.embed import PrecomputedEncoder, register_encoder
+
+    rng = np.random.default_rng(1)
+    n_tr, n_te, m = 300, 70, 3
+    vec = rng.normal(size=(n_tr + n_te, 16)).astype(np.float32)
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    texts = [f"t{i}" for i in range(n_tr + n_te)]
+    register_encoder("knn-block-test", PrecomputedEncoder(texts, vec, id="knn-block-test"))
+    scores = (rng.random((n_tr, m)) < 0.5).astype(float)
+    scores[::7, 1] = np.nan
+    train = RoutingDataset(ids=texts[:n_tr], prompts=texts[:n_tr], categories=["c"] * n_tr, splits=["train"] * n_tr,
+                           models=["a", "b", "c"], scores=scores, costs=rng.random((n_tr, m)))
+    r = knn.KNNRouter(encoder="knn-block-test", k=10)
+    r.fit(train)
+    seen = []
+    top = knn._top
+    monkeypatch.setattr(knn, "_top", lambda sims, k: (seen.append(sims.shape), top(sims, k))[1])
+    monkeypatch.setattr(knn, "BLOCK_CELLS", 3000)  # 10 queries x 300 training rows per block
+    q, c = r.predict_quality(texts[n_tr:]), r.predict_cost(texts[n_tr:])
+    assert seen and all(a * b <= 3000 for a, b in seen) and sum(a for a, _ in seen) == n_te  # one pass, blocks
+    # the reference: the whole (n_te, n_tr) similarity matrix at once
+    sims = vec[n_tr:] @ vec[:n_tr].T
+    idx = np.argsort(-sims, axis=1)[:, :10]
+    w = 1 / (1 - np.take_along_axis(sims, idx, 1) + 1e-3)
+    s = scores[idx]
+    wk = w[:, :, None] * ~np.isnan(s)
+    np.testing.assert_allclose(q, (wk * np.nan_to_num(s)).sum(1) / wk.sum(1), rtol=1e-5)
+    np.testing.assert_allclose(c, (w[:, :, None] * train.costs[idx]).sum(1) / w.sum(1, keepdims=True), rtol=1e-5)

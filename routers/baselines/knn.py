@@ -3,7 +3,8 @@ the similarity-weighted means over its k most similar training queries (cosine o
 
 Weights are 1 / (cosine distance + 1e-3), so near-duplicates dominate. `k` is tuned on the
 validation split when one is given (the k whose routed accuracy at lam=0 is highest), else
-`params["k"]` (default 20).
+`params["k"]` (default 20). The search runs in blocks of queries against all training queries
+(exact, no n x n matrix): memory O(block x n_train + n x m); time O(n x n_train x dim).
 """
 
 from __future__ import annotations
@@ -12,11 +13,23 @@ from pathlib import Path
 
 import numpy as np
 
+from routers.accounting import decision_costs
 from routers.baselines.embedding import EmbeddingRouter
 from routers.baselines.tuning import routed_accuracy
 from routers.errors import CheckpointError
 
 K_GRID = (5, 10, 20, 50, 100)
+BLOCK_CELLS = 1 << 24  # similarities held at once (64 MB of float32): memory O(block x n_train), never n x n
+
+
+def _top(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k largest similarities and their columns, most similar first."""
+    k = max(1, min(int(k), sims.shape[1]))
+    idx = (np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1]
+           else np.broadcast_to(np.arange(k), sims.shape).copy())
+    top = np.take_along_axis(sims, idx, axis=1)
+    order = np.argsort(-top, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(idx, order, axis=1)
 
 
 class KNNRouter(EmbeddingRouter):
@@ -25,23 +38,25 @@ class KNNRouter(EmbeddingRouter):
     def __init__(self, **params):
         params.setdefault("k", 20)
         super().__init__(**params)
+        self._cached: tuple[tuple[str, ...], int, np.ndarray, np.ndarray] | None = None
 
     def _fit(self, train, validation):
         self._x = self.embed(train.prompts)
         self._scores = train.scores.astype(np.float32)
-        self._costs = train.cost_matrix().astype(np.float32)
+        self._costs = decision_costs(train.cost_matrix()).astype(np.float32)
         self._prior = np.nan_to_num(np.nanmean(train.scores, axis=0), nan=0.0) if len(train) else np.zeros(train.n_models)
+        self._cached = None
         if validation is not None and len(validation):
-            sims = self.embed(validation.prompts) @ self._x.T
-            acc = {k: routed_accuracy(*self._predict(sims, k), validation.scores) for k in K_GRID if k <= len(train)}
-            if acc:
+            ks = [k for k in K_GRID if k <= len(train)]
+            if ks:
+                preds = self._predict_many(self.embed(validation.prompts), ks)
+                acc = {k: routed_accuracy(*preds[k], validation.scores) for k in ks}
                 self.params["k"] = max(acc, key=lambda k: (acc[k], -k))
                 self.params["k_validation_accuracy"] = {str(k): v for k, v in acc.items()}
 
-    def _predict(self, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        k = max(1, min(int(k), sims.shape[1]))
-        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        w = 1.0 / (1.0 - np.take_along_axis(sims, idx, axis=1) + 1e-3)  # (n, k)
+    def _combine(self, top: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Similarity-weighted means of the neighbours' scores (known ones only) and costs."""
+        w = 1.0 / (1.0 - top + 1e-3)                                      # (n, k)
         s = self._scores[idx]                                             # (n, k, m)
         known = ~np.isnan(s)
         wk = w[:, :, None] * known
@@ -50,14 +65,30 @@ class KNNRouter(EmbeddingRouter):
         c = (w[:, :, None] * self._costs[idx]).sum(1) / w.sum(1, keepdims=True)
         return q, c
 
-    def _sims(self, prompts):
-        return self.embed(prompts) @ self._x.T
+    def _predict_many(self, x: np.ndarray, ks) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """{k: (quality, cost)} for queries `x`, searched in blocks of queries so that at most
+        BLOCK_CELLS similarities (and block x k x m neighbour cells) are held at once."""
+        n, m, n_train = len(x), self._scores.shape[1], len(self._x)
+        out = {int(k): (np.empty((n, m)), np.empty((n, m))) for k in ks}
+        step = max(1, BLOCK_CELLS // max(n_train, 1))
+        for a in range(0, n, step):
+            top, idx = _top(x[a:a + step] @ self._x.T, max(out))
+            for k, (q, c) in out.items():
+                q[a:a + step], c[a:a + step] = self._combine(top[:, :k], idx[:, :k])
+        return out
+
+    def _predict(self, prompts) -> tuple[np.ndarray, np.ndarray]:
+        """(quality, cost) for `prompts`; route() asks for both, so the last batch is kept."""
+        key, k = tuple(prompts), int(self.params["k"])
+        if self._cached is None or self._cached[:2] != (key, k):
+            self._cached = (key, k, *self._predict_many(self.embed(prompts), [k])[k])
+        return self._cached[2], self._cached[3]
 
     def predict_quality(self, prompts, categories=None):
-        return self._predict(self._sims(prompts), self.params["k"])[0]
+        return self._predict(prompts)[0]
 
     def predict_cost(self, prompts, categories=None):
-        return self._predict(self._sims(prompts), self.params["k"])[1]
+        return self._predict(prompts)[1]
 
     def _save_state(self, path: Path) -> None:
         np.savez(path / "state.npz", x=self._x, scores=self._scores, costs=self._costs, prior=self._prior)
@@ -68,3 +99,4 @@ class KNNRouter(EmbeddingRouter):
         except FileNotFoundError:
             raise CheckpointError(f"{path}: missing state.npz") from None
         self._x, self._scores, self._costs, self._prior = st["x"], st["scores"], st["costs"], st["prior"]
+        self._cached = None
