@@ -5,6 +5,9 @@ A checkpoint is the policy's HF model folder (`save_pretrained`, tokenizer inclu
 rules and the limits, so serving rebuilds exactly the training prompt. `routers.registry` knows a
 Conductor checkpoint by that file.
 
+`ConductorRouter` is Hub-native (`routers.checkpoint.HubMixin`): `save_pretrained` (with a model
+card), `from_pretrained` (a folder or a Hub repo id), `push_to_hub`.
+
 `ConductorRouter.answer` writes a workflow with the policy (greedy), parses it, runs it through
 the caller's `CallFn`, and reports the policy's own tokens as orchestration tokens. An unparsable
 workflow falls back to one step to `fallback_worker` (recorded in the episode's meta).
@@ -23,6 +26,7 @@ from conductor.executor import execute
 from conductor.prompts import build_prompt
 from conductor.workflow import Workflow, WorkflowError, parse_workflow
 from routers.episode import CallFn, Episode, ServingRouter, last_user_text
+from routers.checkpoint import HubMixin, make_readable
 from routers.errors import CheckpointError
 from routers.pool.base import Message
 
@@ -52,11 +56,16 @@ def conductor_config(env: ConductorEnv) -> dict[str, Any]:
 
 def save_conductor(model, tokenizer, env: ConductorEnv, out: str | Path) -> Path:
     """Write the HF model folder plus conductor_config.json into `out`."""
+    return _write(model, tokenizer, conductor_config(env), out)
+
+
+def _write(model, tokenizer, config: dict[str, Any], out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / CONFIG_FILE).write_text(json.dumps(conductor_config(env), indent=2))
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    make_readable(out)
     return out
 
 
@@ -73,7 +82,7 @@ class _StoredPool:
         return self.w[n].get("input_price", 0.0), self.w[n].get("output_price", 0.0)
 
 
-class ConductorRouter(ServingRouter):
+class ConductorRouter(HubMixin, ServingRouter):
     def __init__(self, model, tokenizer, config: dict[str, Any], *, name: str | None = None):
         from conductor.policy import Generator
 
@@ -125,6 +134,34 @@ class ConductorRouter(ServingRouter):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "max_steps": self.cfg["max_steps"], "recursion": self.recursion}
+
+    # -- Hub (routers.checkpoint.HubMixin) -----------------------------------------------------
+    @classmethod
+    def checkpoint_type(cls) -> str:
+        return "conductor"
+
+    @classmethod
+    def _from_checkpoint(cls, path: Path, **kw: Any) -> "ConductorRouter":
+        return load_router(path, **kw)
+
+    def save(self, path: str | Path) -> Path:
+        return _write(self.generator.model, self.generator.tok, self.cfg, path)
+
+    def card(self) -> dict[str, Any]:
+        c = self.cfg
+        train = c.get("train_config") or {}
+        policy = (train.get("policy") or {}).get("model")
+        return {"router_type": "conductor", "workers": list(self.workers), "base_model": None,
+                "coordinator": {"policy_model": policy, "revision": None, "max_new_tokens": c.get("max_new_tokens")},
+                "training_data": train.get("data"), "training_config": train, "metrics": c.get("metrics"),
+                "summary": f"A Conductor router (arXiv 2512.04388): policy LM `{policy}`, fine-tuned with GRPO, "
+                           f"writes a workflow of at most {c.get('max_steps')} steps over the workers.",
+                "limitations": [
+                    "The policy was trained on the training task's questions with these workers described as in "
+                    "the training prompt; other workers or descriptions are outside what it learned.",
+                    f"An unparsable workflow falls back to one call to `{c.get('fallback_worker')}` (recorded in "
+                    "the episode's meta).",
+                    "Workflows call several workers per question: cost and latency are a multiple of one call's."]}
 
 
 def load_router(path: str | Path, serving: bool = False, pool: Any = None, name: str | None = None,

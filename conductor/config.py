@@ -92,7 +92,7 @@ class TrainConfig:
     save_steps: int = checked(10, ge=1)
     logging_steps: int = checked(1, ge=1)
     seed: int = checked(0, ge=0)
-    wandb: bool = True               # offline unless WANDB_MODE says otherwise
+    wandb: bool = False              # on: log to wandb (offline unless WANDB_MODE says otherwise)
     use_cpu: bool | None = None      # None: CPU when no CUDA device is present
     bf16: bool = False
     gradient_checkpointing: bool = False  # trades compute for memory; for large policies on GPU

@@ -42,7 +42,7 @@ from routers.errors import DataError
 from routers.pool.base import WorkerError
 from routers.tasks import Task, TaskItem, get_task, load_task_items
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = (Path(__file__).resolve().parents[1] / "baton" / "configs").resolve()  # repo link or installed data
 EMBEDDED_VERSION = 1  # bump when the embedded recipe changes, to invalidate old caches
 
 

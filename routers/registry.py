@@ -1,4 +1,5 @@
-"""Load any router by name or by the checkpoint's own `config.json` "router_type".
+"""Load any router by name, by the checkpoint's own `config.json` "router_type" (from a folder or
+a Hub repo id), and find the shipped configs by name (`demo` -> configs/trinity/demo.yaml).
 
 This is the only way `routers/` reaches `trinity/` and `conductor/`: by the module path written
 here, imported when a checkpoint of that type is loaded.
@@ -52,6 +53,29 @@ def read_checkpoint_type(path: str | Path) -> str:
     if (path / "conductor_config.json").is_file():
         return "conductor"
     return read_router_config(path)["router_type"]
+
+
+def load_pretrained(id_or_path: str | Path, *, revision: str | None = None, cache_dir: str | Path | None = None,
+                    token: str | None = None, **kw: Any) -> Any:
+    """Any router from a checkpoint folder or a Hub repo id, by the router_type written in it."""
+    from routers.checkpoint import pretrained_dir
+    return load_checkpoint(pretrained_dir(id_or_path, revision=revision, cache_dir=cache_dir, token=token), **kw)
+
+
+def config_path(kind: str, spec: str | Path) -> Path:
+    """A config file: `spec` itself if it exists, else the shipped `configs/<kind>/<spec>.yaml`
+    (found in the repository or in the installed package)."""
+    from routers.record import configs_dir
+    p = Path(spec)
+    if p.exists():
+        return p
+    shipped = configs_dir() / kind
+    if p.suffix in ("", ".yaml", ".yml") and len(p.parts) == 1:
+        f = shipped / (p.name if p.suffix else f"{p.name}.yaml")
+        if f.is_file():
+            return f
+    names = sorted(x.stem for x in shipped.glob("*.yaml"))
+    raise ConfigError(f"{spec}: no such config file, nor a shipped {kind} config (shipped: {', '.join(names)})")
 
 
 def load_checkpoint(path: str | Path, **kw: Any) -> Any:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from routers.checkpoint import read_router_config
+from routers.checkpoint import load_safetensors, read_router_config, save_safetensors
 from routers.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
@@ -48,7 +48,6 @@ def save(path, *, coordinator, head, workers: list[str], protocol=None, svf=None
          training: Any = None, metrics: dict | None = None, mean_cost=None) -> Path:
     """Write a checkpoint. `svf` is the coordinator's SVF object (its current offsets are saved) or
     None; `training` the run config (dataclass or dict)."""
-    from safetensors.numpy import save_file
     path = Path(path)
     if len(workers) != head.n_agents:
         raise CheckpointError(f"{path}: {len(workers)} workers for a head with {head.n_agents} agents")
@@ -72,7 +71,7 @@ def save(path, *, coordinator, head, workers: list[str], protocol=None, svf=None
     tensors = {"head": np.ascontiguousarray(head.get_flat(), dtype=np.float64)}
     if svf is not None:
         tensors["svf_offsets"] = np.ascontiguousarray(svf.offsets, dtype=np.float64)
-    save_file(tensors, str(path / WEIGHTS))
+    save_safetensors(tensors, path / WEIGHTS)
     (path / "config.json").write_text(json.dumps(cfg, indent=2))
     return path
 
@@ -149,8 +148,6 @@ def load(path, device: str = "cpu", *, coordinator=None, pool=None, workers: lis
     """Restore a checkpoint on `device`. Pass an already loaded `coordinator` to reuse it (it is
     checked against the checkpoint), and `pool` (anything with `.names`) or `workers` to check the
     pool has every worker the head routes to."""
-    from safetensors.numpy import load_file
-
     from trinity.coordinator import Coordinator
     from trinity.heads import Head
     path = Path(path)
@@ -159,13 +156,13 @@ def load(path, device: str = "cpu", *, coordinator=None, pool=None, workers: lis
     names = list(pool.names) if pool is not None else workers
     if names is not None:
         check_workers(cfg, names, where)
+    tensors = load_safetensors(path / WEIGHTS)  # before the coordinator loads: a corrupt file fails at once
     c = cfg["coordinator"]
     if coordinator is None:
         coordinator = Coordinator(c["model"], layer=c["layer"], position=c["position"],
                                   max_tokens=c["max_tokens"], truncation_side=c.get("truncation_side", "right"),
                                   device=device, dtype=dtype or c.get("dtype", "float32"))
     check_coordinator(cfg, coordinator, where)
-    tensors = load_file(str(path / WEIGHTS))
     try:
         head = Head.from_spec(cfg["head"])
     except (ConfigError, KeyError, TypeError) as e:
@@ -195,7 +192,6 @@ def warm_start(path, *, coordinator, head, workers: list[str], svf=None) -> np.n
     (`train.init_from`): e.g. a head trained on cached features on a CPU, then SVF and head tuned
     together on a GPU. Refused unless the coordinator, the workers (in head order) and the head
     match; a checkpoint without SVF starts the offsets at 0."""
-    from safetensors.numpy import load_file
     path = Path(path)
     cfg = read_config(path)
     where = f"train.init_from: {path}"
@@ -207,7 +203,7 @@ def warm_start(path, *, coordinator, head, workers: list[str], svf=None) -> np.n
                               "(same workers in the same order needed)")
     if dict(cfg["head"]) != head.spec():
         raise CheckpointError(f"{where}: head {cfg['head']} differs from this run's {head.spec()}")
-    tensors = load_file(str(path / WEIGHTS))
+    tensors = load_safetensors(path / WEIGHTS)
     h = np.asarray(tensors.get("head", np.zeros(0)), dtype=np.float64).reshape(-1)
     if h.size != head.n_params:
         raise CheckpointError(f"{where}/{WEIGHTS}: 'head' has {h.size} values, the head needs {head.n_params}")

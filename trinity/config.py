@@ -49,7 +49,7 @@ class SVFConfig:
 class HeadConfig:
     """Paper's Table 3 variants: linear, low-rank (rank), sparse, block-diagonal (blocks)."""
     kind: str = checked("linear", one_of=("linear", "lowrank", "sparse", "blockdiag", "selection"))
-    roles: bool = True               # False: roles-free selection head (L outputs), single-turn routing
+    roles: bool = False              # True: roles head (episodes); False: selection head (route, the default task)
     rank: int = checked(14, ge=1)
     blocks: int = checked(2, ge=1)
     sparsity: float = checked(0.9, ge=0, lt=1)
@@ -99,7 +99,7 @@ class TrainConfig:
     # which point of a run is returned, the same rule for every optimizer (trinity.optimizers.Selector):
     # the best on held-out training queries over every step, or the last step
     select: str = checked("best-validation", one_of=("best-validation", "last"))
-    wandb: bool = True
+    wandb: bool = False              # on: log to wandb (offline unless WANDB_MODE says otherwise)
     wandb_project: str = "baton-trinity"
     # gradient baselines / stage 1 of two-stage
     lr: float = checked(0.01, gt=0)

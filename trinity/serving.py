@@ -1,7 +1,8 @@
 """A trained TRINITY checkpoint behind the project's two router interfaces.
 
-- `TrinityRouter` (`routers.baselines.base.Router`, needs_fit=False) for `baton eval`: quality is
-  the head's worker softmax on the single-turn transcript `user: <prompt>`.
+- `TrinityRouter` (`routers.baselines.base.Router`, needs_fit=False) for `baton eval` and the
+  Python API (`baton.TrinityRouter.from_pretrained`, `route`, `answer`, `save_pretrained`,
+  `push_to_hub`): quality is the head's worker softmax on the single-turn transcript `user: <prompt>`.
 - `TrinityServingRouter` (`routers.episode.ServingRouter`) for `baton serve`: runs the multi-turn
   protocol with argmax decisions, or single-turn selection for a roles-free head; the coordinator's
   tokens are reported as orchestration_input_tokens.
@@ -19,6 +20,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+from routers.accounting import decision_costs
 
 from routers.baselines.base import Router
 from routers.episode import CallFn, Episode, ServingRouter, Step, last_user_text
@@ -54,9 +57,42 @@ class TrinityRouter(Router):
         self.models = list(train.models)
         self._cols = np.array([self.trinity.workers.index(m) if m in self.trinity.workers else -1
                                for m in self.models])
-        costs = train.cost_matrix()
-        self._mean_cost = np.nanmean(costs, axis=0) if len(train) else np.zeros(train.n_models)
+        costs = decision_costs(train.cost_matrix())  # routers.accounting: unpriced is never free
+        self._mean_cost = costs.mean(axis=0) if len(train) else np.zeros(train.n_models)
         return self
+
+    @classmethod
+    def load(cls, path, **kw) -> "TrinityRouter":
+        """A checkpoint folder (kw: device, dtype, coordinator, workers; see `trinity.checkpoint.load`)."""
+        from trinity.checkpoint import load
+        return cls(load(path, kw.pop("device", "cpu"), **kw))
+
+    def answer(self, messages: list[dict], *, pool, lam: float = 0.0) -> Episode:
+        """One synchronous episode through `pool`: the multi-turn protocol for a roles head (every episode
+        ends with a Worker answer, as served), else one call down the head's ranking."""
+        from routers.baselines.base import run_episode_sync
+        return run_episode_sync(TrinityServingRouter(self.trinity, name=self.name), messages, pool, lam)
+
+    def card(self) -> dict[str, Any]:
+        c = self.trinity.config
+        training = c.get("training") or {}
+        coord = dict(c.get("coordinator") or {})
+        coord.setdefault("revision", None)
+        mode = "single-turn selection" if self.trinity.head.n_roles == 0 else \
+            f"a multi-turn protocol (roles {', '.join(c.get('roles') or [])}, at most {self.trinity.protocol.max_turns} turns)"
+        return {"router_type": "trinity", "workers": list(self.trinity.workers), "coordinator": coord,
+                "training_data": training.get("data"), "training_config": training, "metrics": c.get("metrics"),
+                "summary": f"A TRINITY router (arXiv 2512.04695): a {c.get('head', {}).get('kind')} head on the hidden "
+                           f"state of coordinator `{coord.get('model')}` chooses the worker, in {mode}.",
+                "limitations": [
+                    "The head was trained on the training data's prompts and on these workers' recorded behaviour; "
+                    "other workers, or the same names serving other models, invalidate it.",
+                    f"It needs the coordinator `{coord.get('model')}` with the same weights (fingerprint "
+                    f"{coord.get('fingerprint')}); loading refuses another.",
+                    "The cost trade-off (lam) uses each worker's mean training cost, not per-prompt costs"
+                    + ("" if c.get("mean_cost") is not None else "; no costs were recorded, so it is unavailable") + ".",
+                    "Evaluation metrics come from the training run's own test split; judge it on your data with "
+                    "`baton eval`."]}
 
     def save(self, path):
         """Write the TRINITY checkpoint again (not the baseline format: the weights live in the head)."""

@@ -208,7 +208,7 @@ def validate_pool_config(raw: Any, src: str = "<pool>", base: Path | None = None
     return cfg
 
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "pools"
+CONFIG_DIR = (Path(__file__).resolve().parents[2] / "baton" / "configs").resolve() / "pools"  # repo link or installed data
 
 
 def pool_path(name_or_path: str | Path) -> Path:

@@ -1,0 +1,109 @@
+"""`import baton`: the issue-14 snippet runs as written (with the tiny coordinator for speed), the
+trainer returns a router that round-trips through save_pretrained / from_pretrained, and
+`baton.evaluate` gives `baton eval`'s numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+import baton
+from routers.errors import CheckpointError
+
+TINY = {"coordinator.model": "tiny", "train.iterations": 3, "train.popsize": 4, "data.limit": 80}
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return baton.load_dataset("embedded")
+
+
+@pytest.fixture(scope="module")
+def trained(ds, tmp_path_factory):
+    router = baton.train_trinity("route", data=ds, **TINY)
+    path = tmp_path_factory.mktemp("api") / "t1"
+    router.save_pretrained(path)
+    return router, path
+
+
+def test_config_defaults_run_as_given():
+    from conductor.config import ConductorConfig
+    from trinity.config import TrinityConfig
+    cfg = TrinityConfig().validate()
+    assert cfg.data.task == "route" and not cfg.head.roles   # the default task's head: no roles conflict
+    assert cfg.train.wandb is False and ConductorConfig().train.wandb is False
+
+
+def test_train_trinity_returns_the_trained_router(trained, ds):
+    router, path = trained
+    assert isinstance(router, baton.TrinityRouter)
+    ranked = router.route("What is the capital of Peru?")
+    assert sorted(ranked) == sorted(ds.models)           # every worker, best first
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["training"]["train"]["iterations"] == 3 and cfg["training"]["data"]["train"] == "embedded"
+    assert cfg["metrics"]["train"]["n"] == 80             # data.limit applied to the dataset passed in
+    for f in ("config.json", "router.safetensors", "README.md"):
+        assert stat.S_IMODE(os.stat(path / f).st_mode) & 0o044 == 0o044, f   # readable by group/others
+
+
+def test_from_pretrained_routes_identically_and_answers(trained, ds):
+    router, path = trained
+    loaded = baton.TrinityRouter.from_pretrained(path)
+    prompts = list(ds.split("test").prompts[:100])
+    np.testing.assert_array_equal(loaded.predict_quality(prompts), router.predict_quality(prompts))
+    assert [loaded.route(p) for p in prompts[:20]] == [router.route(p) for p in prompts[:20]]
+    assert type(baton.from_pretrained(path)) is baton.TrinityRouter   # the generic entry reads the kind
+    pool = baton.load_pool("simulated")
+    ep = loaded.answer([{"role": "user", "content": "2+2?"}], pool=pool)
+    assert ep.answer and ep.steps[0].worker == ep.steps[0].candidates[0] and ep.cost > 0
+
+
+def test_model_card_metadata(trained):
+    from huggingface_hub import ModelCard
+    router, path = trained
+    card = ModelCard.load(path / "README.md")
+    meta = card.data.to_dict()["baton"]
+    assert meta["workers"] == router.trinity.workers                    # head order
+    assert meta["coordinator"]["model"] == "tiny" and meta["coordinator"]["fingerprint"]
+    assert meta["training_data"]["train"] == "embedded" and meta["metrics"]["train"]["n"] == 80
+    assert "## Limitations" in card.text and "More information needed" not in card.content
+
+
+def test_from_pretrained_refuses_another_kind_and_missing(trained, tmp_path):
+    _, path = trained
+    with pytest.raises(CheckpointError, match="a 'trinity' checkpoint, not 'knn'"):
+        baton.baselines.KNN.from_pretrained(path)
+    with pytest.raises(CheckpointError, match="no such checkpoint directory"):
+        baton.TrinityRouter.from_pretrained(str(tmp_path / "nope"))
+    bad = tmp_path / "v9"
+    bad.mkdir()
+    (bad / "config.json").write_text(json.dumps({**json.loads((path / "config.json").read_text()), "format_version": 9}))
+    with pytest.raises(CheckpointError, match=r"config.json: format_version 9"):
+        baton.TrinityRouter.from_pretrained(bad)
+
+
+def test_evaluate_gives_baton_eval_numbers(ds, tmp_path):
+    from routers.cli import main
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--data", "embedded", "--routers", "knn", "--bootstrap", "200", "--json", str(out)]) == 0
+    cli = json.loads(out.read_text())["routers"]["knn"]
+    api = baton.evaluate({"knn": baton.baselines.KNN()}, ds, n_boot=200)["routers"]["knn"]
+    # fitted by the user the way `baton eval` fits it (train split, k tuned on validation): same numbers
+    knn = baton.baselines.KNN().fit(ds.split("train"), ds.split("validation"))
+    fitted = baton.evaluate({"knn": knn}, ds, n_boot=200)["routers"]["knn"]
+    for k in ("accuracy", "cost", "aiq", "apgr", "accuracy_ci", "p_vs_best_single"):
+        assert api[k] == cli[k] == fitted[k], k
+
+
+def test_baseline_round_trip(ds, tmp_path):
+    knn = baton.baselines.KNN().fit(ds.split("train"))
+    knn.save_pretrained(tmp_path / "knn")
+    again = baton.baselines.KNN.from_pretrained(tmp_path / "knn")
+    prompts = list(ds.split("test").prompts[:100])
+    np.testing.assert_array_equal(again.predict_quality(prompts), knn.predict_quality(prompts))
+    assert again.route(prompts[0]) == knn.route(prompts[0])
+    assert again.training_data == {"name": "embedded", "n": knn.training_data["n"], "validation_n": None}
