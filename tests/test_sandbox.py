@@ -256,6 +256,30 @@ def test_writes_outside_by_a_child_process_do_not_reach_the_host(mode):
             t.unlink(missing_ok=True)
 
 
+@pytest.mark.parametrize("userns", [False, True], ids=["as-root", "user-namespace"])
+def test_the_program_has_no_privileges_and_sees_no_host(userns, monkeypatch):
+    """Both ways in: as root (fresh uid) and, as a non-root user must, via a user namespace."""
+    if not userns and os.geteuid() != 0:
+        pytest.skip("the as-root path needs root")
+    monkeypatch.setattr(sandbox, "_needs_user_namespace", lambda: userns)
+    code = ("import os, socket\nst = open('/proc/self/status').read().splitlines()\n"
+            "print(os.getuid(), *[ln.split()[1] for ln in st if ln.startswith(('CapEff', 'CapBnd', 'NoNewPrivs'))])\n"
+            "print(sorted(os.listdir('/')))\n"
+            "print(os.path.exists(%r), os.path.exists(%r))\n"
+            "try:\n    socket.create_connection(('127.0.0.1', 9), timeout=2)\nexcept OSError as e:\n    print(e.errno)\n"
+            "print(sum(d.isdigit() for d in os.listdir('/proc')) <= 2)"  # its init and itself
+            % (str(REPO), str(Path.home() / ".bashrc")))
+    r = run_code(code, isolation="namespace", allow_network=True)
+    assert r.ok and r.sandbox == "namespace", r.stderr
+    ids, top, hidden, errno_, few_procs = r.stdout.splitlines()
+    uid, cap_eff, cap_bnd, no_new_privs = ids.split()
+    assert cap_eff == cap_bnd == "0000000000000000" and no_new_privs == "1"
+    assert (uid == "0") == userns  # as root: a fresh unprivileged uid
+    assert set(eval(top)) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root", "sandbox",
+                              "sbin", "tmp", "usr", "home", "opt"}  # home/opt/root: the interpreter's prefix
+    assert hidden == "False False" and errno_ == "101" and few_procs == "True"
+
+
 # --- modes --------------------------------------------------------------------------------------
 
 def test_mode_comes_from_the_argument_then_the_environment(monkeypatch):

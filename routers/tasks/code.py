@@ -72,6 +72,8 @@ class HumanEval(Task):
         return f"{src}\n\n{item.answer}\n\ncheck({ep})\n"
 
     def run(self, response: str, item: TaskItem) -> SandboxResult | None:
+        """The grading run's detail (None: no code in the reply); its `sandbox` field says whether
+        Linux namespaces isolated it or only the tripwire did."""
         code = self.extract(response, item)
         return None if code is None else run_code(self.program(code, item), timeout_s=self.timeout_s)
 

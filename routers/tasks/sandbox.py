@@ -320,6 +320,11 @@ def run_code(code: str, *, timeout_s: float = 10, memory_mb: int = 512, max_proc
                 allow_subprocess=allow_subprocess, allow_network=allow_network)
 
 
+def _needs_user_namespace() -> bool:
+    """Not root: the namespaces are made inside a user namespace, as its root (then dropped)."""
+    return os.geteuid() != 0
+
+
 def _sandbox_uid() -> int:
     return _UID_BASE + secrets.randbelow(_UID_SPAN)
 
@@ -363,7 +368,8 @@ def _run(code: str, *, mode: str, timeout_s: float, memory_mb: int, max_procs: i
         env = {"PATH": "/usr/bin:/bin", "HOME": inner, "TMPDIR": inner, "LANG": "C.UTF-8",
                "PYTHONIOENCODING": "utf-8"}
         if mode == "namespace":
-            uid = _sandbox_uid() if os.geteuid() == 0 else None
+            userns = _needs_user_namespace()
+            uid = None if userns else _sandbox_uid()
             if uid is not None:
                 for p in (work, *(os.path.join(work, n) for n in os.listdir(work))):
                     os.chown(p, uid, uid)
@@ -374,7 +380,7 @@ def _run(code: str, *, mode: str, timeout_s: float, memory_mb: int, max_procs: i
                    "mask": _masks(ro), "uid": uid, "python": python, "env": env}
             with open(os.path.join(tmp, "init.py"), "w", encoding="utf-8") as f:
                 f.write(_INIT.replace("{CFG}", repr(cfg)))
-            user = ["--user", "--map-root-user"] if os.geteuid() != 0 else []
+            user = ["--user", "--map-root-user"] if userns else []
             cmd = [_UNSHARE, "--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child",
                    "--propagation", "private", *user, "--", python, "-I", "-S", "-B",
                    os.path.join(tmp, "init.py")]
