@@ -72,7 +72,9 @@ async def execute(workflow: Workflow, question: str, call: CallFn, *, item_id: s
                 reply = _episode_reply(nested, worker, time.perf_counter() - t0)
                 meta["depth"] = depth + 1
             else:
-                reply = await call([worker], [{"role": "user", "content": prompt}], dict(base))
+                last = i == len(workflow) - 1 and depth == 0      # the client's answer
+                reply = await call([worker], [{"role": "user", "content": prompt}],
+                                   {**base, "answer": last, "final": last})
         except WorkerError as e:
             reply = WorkerReply(text="", worker=worker, model=worker, input_tokens=0, output_tokens=0,
                                 cost=0.0, latency_s=time.perf_counter() - t0)

@@ -5,6 +5,15 @@ checkpoint) receives a `CallFn` from whoever runs it. `CallFn(candidates, messag
 the first workable worker of `candidates` (best first) to answer; the server's implementation adds
 retries, fallback down the list, cooldowns and compliance rules, the trainers' implementation just
 calls the pool. So routers own the decision, callers own reliability.
+
+Two call hints in `params` say what a call is for (absent: True, the single-call case):
+  answer  its text can become the client's answer (a Worker turn, a workflow's last step): the
+          client's own limits (max_tokens, temperature, ...) bind it; False marks an intermediate
+          call (Thinker, Verifier, an earlier workflow step), which keeps the router's config caps;
+  final   no call follows it: when it also answers, a server may stream it to the client.
+A router that forwards the request's `messages` object unchanged to such a final answering call
+lets the server hand the worker the client's full request (tools, images, response_format).
+`Pool.call` strips the hints (`worker_params`) before a backend or the reply cache sees them.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import abc
 from dataclasses import asdict, dataclass, field
 from typing import Any, Awaitable, Callable
 
-from routers.pool.base import Message, WorkerReply
+from routers.pool.base import CALL_HINTS, Message, WorkerReply, worker_params
 
 CallFn = Callable[[list[str], list[Message], dict[str, Any]], Awaitable[WorkerReply]]
 
@@ -48,6 +57,20 @@ class Episode:
     def cost(self) -> float:
         return sum(s.reply.cost for s in self.steps)
 
+    @property
+    def answer_step(self) -> int | None:
+        """Index of the step whose text is the answer: the last `answer`/`worker` step (a TRINITY
+        episode's last Worker), else the last step (a workflow's); None without steps."""
+        for i in range(len(self.steps) - 1, -1, -1):
+            if self.steps[i].role in ("answer", "worker"):
+                return i
+        return len(self.steps) - 1 if self.steps else None
+
+    @property
+    def intermediate_steps(self) -> list[Step]:
+        a = self.answer_step
+        return [s for i, s in enumerate(self.steps) if i != a]
+
     def trace(self) -> dict[str, Any]:
         """JSON-able routing trace (what the server returns and logs)."""
         return {
@@ -79,10 +102,13 @@ class ServingRouter(abc.ABC):
 
 
 def last_user_text(messages: list[Message]) -> str:
+    """The text of the last user message (text parts only, when content is a list of parts)."""
+    from routers.pool.base import content_text
     for m in reversed(messages):
         if m.get("role") == "user":
-            return str(m.get("content") or "")
+            return content_text(m.get("content"))
     return ""
 
 
-__all__ = ["CallFn", "Step", "Episode", "ServingRouter", "last_user_text", "asdict"]
+__all__ = ["CallFn", "CALL_HINTS", "Step", "Episode", "ServingRouter", "last_user_text", "worker_params",
+           "asdict"]

@@ -176,8 +176,9 @@ async def run_episodes(states: list[EpisodeState], *, featurizer, policy: Callab
             else:
                 role, source = ROLES[_pick(z[L:] + role_mask, s.rng, sample)], "head"
             s.next_role = None
+            # the protocol's limits; a server lets the client's own bind the Worker turns (answer)
             params = {"role": role, "item_id": s.item_id, "max_tokens": cfg.max_tokens,
-                      "temperature": cfg.temperature}
+                      "temperature": cfg.temperature, "answer": role == "worker", "final": turn == K - 1}
             plans.append((s, role, source, ranking, params))
         replies = await asyncio.gather(*[call(ranking, worker_messages(s, role, cfg), params)
                                          for s, role, source, ranking, params in plans])

@@ -17,7 +17,15 @@ Message = dict[str, Any]  # OpenAI chat message: {"role", "content": str | parts
 # OpenAI request fields that change WHAT a worker answers (beyond sampling): only a backend that
 # speaks the OpenAI API honours them; others refuse them (BadRequest) instead of dropping them.
 PASSTHROUGH_PARAMS = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs",
-                      "top_logprobs", "logit_bias", "user", "n")
+                      "top_logprobs")
+
+
+CALL_HINTS = ("answer", "final")      # routing hints on a call (routers.episode), not worker params
+
+
+def worker_params(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` without the call hints (what a worker backend and the reply cache see)."""
+    return {k: v for k, v in params.items() if k not in CALL_HINTS}
 
 
 @dataclass
@@ -126,7 +134,7 @@ class Worker(abc.ABC):
 
     def refuse_unhonoured(self, params: dict[str, Any]) -> None:
         for k in PASSTHROUGH_PARAMS:
-            if params.get(k) is not None and k not in self.honours and not (k == "n" and params[k] == 1):
+            if params.get(k) is not None and k not in self.honours:
                 raise BadRequest(self.name, f"{k}: the {type(self).__name__} backend cannot honour it")
 
     async def stream(self, messages: list[Message], **params: Any) -> AsyncIterator["Delta | WorkerReply"]:

@@ -36,7 +36,7 @@ from routers.serve.schema import json_bytes
 
 # Parameters forwarded to the endpoint; other params are hints for other backends and are dropped.
 API_PARAMS = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",
-              "presence_penalty", "frequency_penalty", *PASSTHROUGH_PARAMS,
+              "presence_penalty", "frequency_penalty", "logit_bias", "user", "n", *PASSTHROUGH_PARAMS,
               "extra_body")  # extra_body: provider-specific fields (e.g. OpenRouter `reasoning`), merged in
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _CLIENTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()

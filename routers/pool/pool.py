@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from routers.errors import ConfigError
-from routers.pool.base import Message, Worker, WorkerReply
+from routers.pool.base import Delta, Message, Worker, WorkerReply, worker_params
 from routers.pool.cache import ResponseCache, cache_key
 from routers.tasks.base import Task, TaskItem
 
@@ -76,6 +76,7 @@ class Pool:
     async def call(self, name: str, messages: list[Message], **params: Any) -> WorkerReply:
         """Ask worker `name`; a cached reply is returned when the cache has this exact call."""
         worker = self[name]
+        params = worker_params(params)
         if self.cache is None:
             return await worker.chat(messages, **params)
         salt = getattr(worker, "cache_salt", None)  # backend state that changes replies (e.g. a seed)
@@ -86,6 +87,26 @@ class Pool:
         reply = await worker.chat(messages, **params)
         self.cache.put(key, reply)
         return reply
+
+    async def stream(self, name: str, messages: list[Message], **params: Any):
+        """Worker `name`'s answer as it is produced: `Delta`s, then the `WorkerReply` (see
+        `Worker.stream`). A cached reply comes as one piece; a streamed reply is cached whole."""
+        worker = self[name]
+        params = worker_params(params)
+        key = None
+        if self.cache is not None:
+            salt = getattr(worker, "cache_salt", None)
+            key = cache_key(name, worker.model, messages, {**params, "_salt": salt} if salt else params)
+            hit = self.cache.get(key)
+            if hit is not None:
+                if hit.text or hit.tool_calls:
+                    yield Delta(content=hit.text or None, tool_calls=hit.tool_calls)
+                yield hit
+                return
+        async for item in worker.stream(messages, **params):
+            if isinstance(item, WorkerReply) and key is not None:
+                self.cache.put(key, item)
+            yield item
 
     async def aclose(self) -> None:
         for w in self.workers.values():

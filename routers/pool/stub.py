@@ -16,10 +16,18 @@ Faults are chosen per request, by the model name or the `X-Stub-Fault` header, w
     context  400 with code context_length_exceeded
     401      invalid API key
     nousage  a normal reply without the `usage` field
+    slowstream  a streamed reply whose pieces come `@<s>` seconds apart (default 0.05)
+    midfail  a streamed reply that sends two pieces, then closes the connection mid-stream
+    garbage  a streamed reply whose second piece is not JSON
 
 `x<count>` makes the fault happen only on the first <count> requests for that exact model name
 (then answers normally), e.g. `stub/500x2` fails twice then succeeds. Any other model name
-answers normally with `echo: <last user message>`. A random-failure mode for load tests
+answers normally with `echo: <last user message>` (one token a word): cut to `max_tokens` words
+with finish_reason "length"; a JSON object `{"echo": ...}` when `response_format` asks for JSON; a
+call of the first tool (finish_reason "tool_calls", arguments `{"echo": ...}`) when `tools` are given
+and `tool_choice` is not "none"; per-word `logprobs` when asked. `stream: true` answers as SSE, one
+word a chunk (`stream_options.include_usage` adds the usage chunk). Request bodies are kept in
+`StubServer.bodies` (the last 1,000) for tests that check what reached the worker. A random-failure mode for load tests
 (`fail_rate`, seeded) answers 500 or 429 (Retry-After 0) to that share of normal requests.
 
     url, stop = start_stub_server(faults={"fail_rate": 0.3, "seed": 0})
@@ -41,11 +49,12 @@ import socket
 import struct
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any, Callable
 
 _FAULT_RE = re.compile(r"^(?P<fault>[a-z]+|\d+)(?:x(?P<count>\d+))?(?:@(?P<arg>[a-z0-9.]+))?$")
-FAULTS = ("429", "500", "slow", "truncated", "reset", "context", "401", "nousage")
+FAULTS = ("429", "500", "slow", "truncated", "reset", "context", "401", "nousage", "slowstream", "midfail",
+          "garbage")
 
 
 def parse_fault(spec: str) -> tuple[str, int | None, str | None] | None:
@@ -67,6 +76,7 @@ class StubServer:
         self.fail_rate, self.latency_s = float(fail_rate), float(latency_s)
         self._rng = random.Random(seed)
         self.seen: Counter[str] = Counter()   # requests per model name (drives x<count>)
+        self.bodies: deque[dict[str, Any]] = deque(maxlen=1000)
         self.requests = 0
         self._server: asyncio.base_events.Server | None = None
 
@@ -127,6 +137,7 @@ class StubServer:
             return True
         model = str(req.get("model", ""))
         self.seen[model] += 1
+        self.bodies.append(req)
         fault = None
         spec = headers.get("x-stub-fault") or (model[5:] if model.startswith("stub/") else "")
         if spec:
@@ -163,6 +174,9 @@ class StubServer:
         elif kind == "401":
             self._send(writer, 401, self._error("Incorrect API key provided (stub)",
                                                 "invalid_request_error", "invalid_api_key"))
+        elif req.get("stream") is True:
+            await self._stream(req, model, kind, arg, writer)
+            return kind not in ("midfail",)
         else:
             if kind == "slow":
                 await asyncio.sleep(float(arg or 2))
@@ -173,20 +187,90 @@ class StubServer:
         await writer.drain()
         return True
 
+    async def _stream(self, req: dict, model: str, kind, arg, writer) -> None:
+        """SSE over chunked transfer encoding: role, one word a chunk (or the tool call), finish."""
+        full = self.completion(req, model)
+        choice = full["choices"][0]
+        msg, lps = choice["message"], (choice.get("logprobs") or {}).get("content")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+                     b"Connection: keep-alive\r\n\r\n")
+        delay = float(arg or 0.05) if kind == "slowstream" else 0.0
+
+        def send(obj: Any) -> None:
+            data = b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n"
+            writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+        def chunk(delta: dict, finish=None, logprobs=None) -> dict:
+            return {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()),
+                    "model": full["model"], "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                                         "logprobs": logprobs}]}
+        send(chunk({"role": "assistant", "content": ""}))
+        if msg.get("tool_calls"):
+            for i, tc in enumerate(msg["tool_calls"]):
+                send(chunk({"tool_calls": [{"index": i, "id": tc["id"], "type": "function",
+                                            "function": {"name": tc["function"]["name"], "arguments": ""}}]}))
+                send(chunk({"tool_calls": [{"index": i, "function": {"arguments": tc["function"]["arguments"]}}]}))
+        else:
+            words = (msg["content"] or "").split(" ")
+            for i, w in enumerate(words):
+                if i and delay:
+                    await writer.drain()
+                    await asyncio.sleep(delay)
+                if kind == "midfail" and i == 2:
+                    await writer.drain()
+                    writer.transport.abort()
+                    return
+                if kind == "garbage" and i == 1:
+                    send(b"{not json")
+                    continue
+                send(chunk({"content": w if i == 0 else " " + w},
+                           logprobs={"content": [lps[i]]} if lps else None))
+        send(chunk({}, choice["finish_reason"]))
+        if (req.get("stream_options") or {}).get("include_usage"):
+            send({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()),
+                  "model": full["model"], "choices": [], "usage": full["usage"]})
+        send(b"[DONE]")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
     @staticmethod
     def completion(req: dict, model: str, *, usage: bool = True) -> dict[str, Any]:
         msgs = req.get("messages") or []
-        last = next((str(m.get("content") or "") for m in reversed(msgs) if m.get("role") == "user"), "")
-        text = "echo: " + last[:200]
+
+        def text_of(c: Any) -> str:
+            if isinstance(c, list):
+                return "".join(str(p.get("text", "")) for p in c if isinstance(p, dict) and p.get("type") == "text")
+            return str(c or "")
+        last = next((text_of(m.get("content")) for m in reversed(msgs) if m.get("role") == "user"), "")
+        words = ("echo: " + last[:200]).split(" ")
+        finish = "stop"
+        if isinstance(req.get("max_tokens"), int) and len(words) > req["max_tokens"]:
+            words, finish = words[: req["max_tokens"]], "length"
+        text = " ".join(words)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        rf = (req.get("response_format") or {}).get("type")
+        if rf in ("json_object", "json_schema"):
+            message["content"] = text = json.dumps({"echo": last[:200]})
+        tools = req.get("tools") or []
+        if tools and req.get("tool_choice") != "none":
+            choice = req.get("tool_choice")
+            name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_stub_0", "type": "function",
+                 "function": {"name": name, "arguments": json.dumps({"echo": last[:200]})}}]}
+            finish, text = "tool_calls", ""
+        logprobs = None
+        if req.get("logprobs"):
+            logprobs = {"content": [{"token": w, "logprob": -0.5, "bytes": list(w.encode()), "top_logprobs": []}
+                                    for w in text.split(" ")], "refusal": None}
         out: dict[str, Any] = {
             "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()),
             "model": model or "stub",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs}],
         }
         if usage:
-            p = sum(_estimate_tokens(str(m.get("content") or "")) + 4 for m in msgs)
-            c = _estimate_tokens(text)
+            p = sum(_estimate_tokens(text_of(m.get("content"))) + 4 for m in msgs)
+            c = _estimate_tokens(text) if text else 8
             out["usage"] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
         return out
 

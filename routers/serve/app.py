@@ -36,11 +36,14 @@ from routers.errors import BatonError
 from routers.serve.auth import KeyStore
 from routers.serve.config import ServeConfig
 from routers.serve.decision_log import DecisionLog
-from routers.serve.fallback import NoEligibleWorker, RequestCaller, WorkerHealth
+from routers.pool.base import PASSTHROUGH_PARAMS
+from routers.serve.fallback import (CannotHonour, NoEligibleWorker, RequestCaller, StreamBroken, StreamSink,
+                                    WorkerHealth)
 from routers.serve.metrics import Metrics
 from routers.serve.policy import Policy
-from routers.serve.schema import (APIError, ChatCompletionRequest, SafeJSONResponse, completion_body,
-                                  completion_id, json_bytes, model_card, stream_chunks)
+from routers.serve.schema import (ALLOWED_FIELDS, APIError, ChatCompletionRequest, SafeJSONResponse, chunk,
+                                  answer_message, completion_body, completion_id, delta_chunk, final_chunks, json_bytes,
+                                  model_card, stream_chunks, unknown_fields)
 
 DEFAULT_LOG = "logs/decisions.jsonl"
 MAX_JSON_DEPTH = 64          # deeper request bodies are refused (no OpenAI field nests past ~10)
@@ -69,6 +72,9 @@ def _no_constant(name: str) -> None:
 
 def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
     err = errors[0]
+    named = (err.get("ctx") or {}).get("error")
+    if getattr(named, "field", None):           # a request-level check that names its field
+        return str(named), named.field
     loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     return (f"{loc}: {msg}" if loc else msg), (loc or None)
@@ -125,6 +131,11 @@ class Gateway:
         if not isinstance(data, dict):
             raise APIError(400, f"request body must be a JSON object, got {type(data).__name__}",
                            code="invalid_request")
+        unknown = unknown_fields(data)
+        if unknown:
+            raise APIError(400, f"{unknown[0]}: unknown or unsupported field (baton forwards these OpenAI "
+                           f"fields: {', '.join(ALLOWED_FIELDS)}; see routers/serve/schema.py)",
+                           param=unknown[0], code="unsupported_parameter")
         try:
             req = ChatCompletionRequest.model_validate(data)
         except ValidationError as e:
@@ -133,7 +144,7 @@ class Gateway:
         if len(req.messages) > self.config.max_messages:
             raise APIError(400, f"messages: {len(req.messages)} messages exceed the limit of "
                            f"{self.config.max_messages}", param="messages", code="invalid_request")
-        return req
+        return req, data
 
     def resolve(self, model: str, lam: float | None) -> tuple[ServingRouter, float]:
         """The router and trade-off a model name asks for."""
@@ -190,24 +201,34 @@ class Gateway:
         t0 = time.perf_counter()
         rec: dict[str, Any] = {"request_id": rid, "time": datetime.now(timezone.utc).isoformat(),
                                "router": None, "model": None, "tenant": None, "lam": None, "stream": None}
-        status, router_label, caller = 200, "-", None
+        status, router_label, caller, task = 200, "-", None, None
         try:
             tenant = rec["tenant"] = self.tenant(request)
-            req = await self.body(request)
+            req, raw = await self.body(request)
             rec.update(model=req.model, stream=req.stream)
             router, lam = self.resolve(req.model, req.lam)
             router_label = rec["router"] = router.name
             rec["lam"] = lam
             messages = req.plain_messages()
-            rec["messages"] = self.log.messages(messages)
+            rec["messages"] = self.log.messages(raw["messages"])
+            sink = StreamSink() if req.stream else None
             caller = RequestCaller(self.pool, self.health, self.rules.for_tenant(tenant), self.config.fallback,
-                                   base_params=req.worker_params(), on_attempt=self.metrics.attempt)
-            try:
-                episode = await router.answer(messages, caller, lam=lam)
-            except NoEligibleWorker as e:
-                raise APIError(e.status, str(e), code=e.code) from None
-            except BatonError as e:      # the router refused this input (e.g. nothing to route)
-                raise APIError(400, str(e), code="invalid_request") from None
+                                   base_params=req.worker_params(), on_attempt=self.metrics.attempt,
+                                   request_messages=messages, full_messages=raw["messages"],
+                                   passthrough={k: raw[k] for k in PASSTHROUGH_PARAMS if raw.get(k) is not None},
+                                   needs=req.needs_single_worker(), sink=sink)
+            task = asyncio.ensure_future(self._answer(router, messages, caller, lam))
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            if sink is not None:
+                started = asyncio.ensure_future(sink.started.wait())
+                try:
+                    await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    started.cancel()
+                if sink.started.is_set():      # the answering worker is streaming: pass it on live
+                    live = self._live(rid, t0, rec, router, lam, tenant, caller, sink, task, include_usage)
+                    return StreamingResponse(live, media_type="text/event-stream", headers={"x-request-id": rid})
+            episode = await task
             latency = time.perf_counter() - t0
             route = self.route_summary(rid, router, lam, tenant, episode, caller, latency)
             self._record_success(rec, episode, route, caller)
@@ -217,8 +238,7 @@ class Gateway:
             if log_error:
                 headers["x-baton-log"] = log_error
             if req.stream:
-                chunks = stream_chunks(cid, router.name, episode, route,
-                                       bool(req.stream_options and req.stream_options.include_usage))
+                chunks = stream_chunks(cid, router.name, episode, route, include_usage)
                 return StreamingResponse(_sse(chunks), media_type="text/event-stream", headers=headers)
             return SafeJSONResponse(completion_body(cid, router.name, episode, route), headers=headers)
         except APIError as e:
@@ -228,6 +248,8 @@ class Gateway:
             return _error_response(e)
         except asyncio.CancelledError:   # the client went away mid-request: still one record
             status = 499
+            if task is not None:
+                task.cancel()
             self._record_error(rec, APIError(499, "client disconnected before the answer", code="cancelled"), caller)
             self.record_sync(rec)
             raise
@@ -242,6 +264,63 @@ class Gateway:
             m.requests.labels(router_label, str(status)).inc()
             m.latency.labels(router_label).observe(time.perf_counter() - t0)
 
+    @staticmethod
+    async def _answer(router: ServingRouter, messages, caller: RequestCaller, lam: float) -> Episode:
+        """The router's episode; its refusals as the client's errors."""
+        try:
+            return await router.answer(messages, caller, lam=lam)
+        except NoEligibleWorker as e:
+            raise APIError(e.status, str(e), code=e.code) from None
+        except CannotHonour as e:
+            raise APIError(400, str(e), param=e.field, code="unsupported_for_route") from None
+        except StreamBroken:
+            raise
+        except BatonError as e:      # the router refused this input (e.g. nothing to route)
+            raise APIError(400, str(e), code="invalid_request") from None
+
+    async def _live(self, rid: str, t0: float, rec: dict[str, Any], router: ServingRouter, lam: float,
+                    tenant: str, caller: RequestCaller, sink: StreamSink, task: asyncio.Future,
+                    include_usage: bool):
+        """SSE of a live answer: the worker's pieces as they come, then the finish chunk (with the
+        route), the usage chunk when asked, [DONE]. A failure after the first piece ends the stream
+        with an OpenAI-style error event; a client that leaves still gets its record (499)."""
+        cid, created, model = completion_id(), int(time.time()), router.name
+        recorded = False
+        try:
+            yield _event(chunk(cid, model, created, {"role": "assistant", "content": ""}))
+            rec["ttft_s"] = round(time.perf_counter() - t0, 6)
+            while True:
+                kind, item = await sink.queue.get()
+                if kind != "delta":
+                    break
+                yield _event(delta_chunk(cid, model, created, item))
+            try:
+                episode = await task
+            except (StreamBroken, APIError, BatonError) as e:
+                why = e.error if isinstance(e, StreamBroken) else e
+                err = APIError(502, f"the answer failed after streaming began: {why}", code="stream_interrupted")
+                self._record_error(rec, err, caller)
+                rec.update(status=200, outcome="stream_error")   # the 200 had already been sent
+                recorded = True
+                await self.record(rec)
+                yield _event(err.body())
+                return
+            latency = time.perf_counter() - t0
+            route = self.route_summary(rid, router, lam, tenant, episode, caller, latency)
+            self._record_success(rec, episode, route, caller)
+            recorded = True
+            await self.record(rec)
+            for c in final_chunks(cid, model, created, episode, route, include_usage):
+                yield _event(c)
+            yield b"data: [DONE]\n\n"
+        finally:
+            if not task.done():
+                task.cancel()
+            if not recorded:              # the client left mid-stream (or a bug): still one record
+                self._record_error(rec, APIError(499, "client disconnected during the stream", code="cancelled"),
+                                   caller)
+                self.record_sync(rec)
+
     def _record_success(self, rec: dict[str, Any], ep: Episode, route: dict[str, Any],
                         caller: RequestCaller) -> None:
         calls = caller.calls
@@ -250,7 +329,10 @@ class Gateway:
                    steps=route["steps"], calls=calls,
                    tokens={"orchestration_input": ep.orchestration_input_tokens,
                            "orchestration_output": ep.orchestration_output_tokens,
-                           "worker_input": ep.worker_input_tokens, "worker_output": ep.worker_output_tokens},
+                           "worker_input": ep.worker_input_tokens, "worker_output": ep.worker_output_tokens,
+                           "intermediate_input": sum(x.reply.input_tokens for x in ep.intermediate_steps),
+                           "intermediate_output": sum(x.reply.output_tokens for x in ep.intermediate_steps)},
+                   finish_reason=answer_message(ep)[1],
                    cost=ep.cost, fallbacks=route["fallbacks"], orchestration_latency_s=ep.orchestration_latency_s,
                    latency_s=route["latency_s"])
         m, r = self.metrics, route["router"]
@@ -259,7 +341,8 @@ class Gateway:
         for s in ep.steps:
             m.cost.labels(r, s.worker).inc(max(0.0, s.reply.cost))
         for kind, n in rec["tokens"].items():
-            m.tokens.labels(r, kind).inc(n)
+            if not kind.startswith("intermediate"):     # a subset of the worker tokens
+                m.tokens.labels(r, kind).inc(n)
 
     def _record_error(self, rec: dict[str, Any], e: APIError, caller: RequestCaller | None) -> None:
         calls = [] if caller is None else caller.calls
@@ -269,9 +352,13 @@ class Gateway:
         self.metrics.errors.labels(e.code or str(e.status)).inc()
 
 
+def _event(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json_bytes(obj, default=None) + b"\n\n"
+
+
 async def _sse(chunks: list[dict[str, Any]]):
     for c in chunks:
-        yield b"data: " + json_bytes(c, default=None) + b"\n\n"
+        yield _event(c)
     yield b"data: [DONE]\n\n"
 
 

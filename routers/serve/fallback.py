@@ -10,6 +10,15 @@ For each call a router makes, `RequestCaller` walks the candidates best first:
   - when every eligible worker failed or was cooling, the ones cooling only for `allowed_fails`
     get one last try each (a cooldown is a preference, not a ban; Retry-After is waited out if
     short, else respected).
+Whose parameters (routers.episode's call hints): a call whose text can be the answer gets the
+router's params overridden by the client's sampling params; an intermediate call keeps the
+router's (config caps). A final answering call that forwards the router's `messages` object
+unchanged is the client's own request: it gets the full messages and the pass-through fields
+(tools, response_format, ...); if the request has such fields and a call is anything else, the
+route cannot honour them: `CannotHonour` (400 naming the field) before that call is made.
+Streaming: with a `sink`, the final answering call is streamed. Before its first piece a failure
+falls back as above; after it, the pieces already went to the client, so a failure ends the
+stream (`StreamBroken`, recorded as a failed attempt).
 `WorkerHealth` is shared by all requests: `allowed_fails` failures within `fail_window_s` (and at
 least `min_failure_rate` of its calls there) cool a worker for `cooldown_s`; a Retry-After bars it
 until then. Every attempt is recorded for the log.
@@ -24,8 +33,8 @@ from collections import deque
 from typing import Any, Callable
 
 from routers.errors import BatonError
-from routers.pool.base import (BadRequest, ContextLengthExceeded, Message, UnknownQuery, WorkerError,
-                               WorkerReply, WorkerTimeout, messages_tokens)
+from routers.pool.base import (BadReply, BadRequest, ContextLengthExceeded, Delta, Message, UnknownQuery,
+                               WorkerError, WorkerReply, WorkerTimeout, messages_tokens, worker_params)
 from routers.serve.config import FallbackConfig
 from routers.serve.policy import TenantPolicy
 
@@ -35,6 +44,32 @@ REQUEST_ERRORS = (BadRequest, ContextLengthExceeded, UnknownQuery)
 
 class BackendFailure(WorkerError):
     """A backend raised something other than a WorkerError (a bug there); not the request's fault."""
+
+
+class CannotHonour(BatonError):
+    """The request asks for something this route cannot give (400 naming `field`)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class StreamBroken(BatonError):
+    """The streamed answer failed after its first piece reached the client."""
+
+    def __init__(self, error: WorkerError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class StreamSink:
+    """Where a streamed answer goes: `started` is set at its first piece; then the queue holds
+    ("delta", Delta) items and one ("end", WorkerReply) or ("error", WorkerError)."""
+
+    def __init__(self):
+        self.started = asyncio.Event()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.worker: str | None = None
 
 
 class NoEligibleWorker(BatonError):
@@ -97,9 +132,17 @@ class RequestCaller:
     """The `CallFn` handed to a router for one request; `calls` is what the log records."""
 
     def __init__(self, pool, health: WorkerHealth, policy: TenantPolicy, cfg: FallbackConfig,
-                 base_params: dict[str, Any] | None = None, on_attempt: Callable[..., None] | None = None):
+                 base_params: dict[str, Any] | None = None, on_attempt: Callable[..., None] | None = None, *,
+                 request_messages: list[Message] | None = None, full_messages: list[Message] | None = None,
+                 passthrough: dict[str, Any] | None = None, needs: list[tuple[str, str]] | None = None,
+                 sink: StreamSink | None = None):
         self.pool, self.health, self.policy, self.cfg = pool, health, policy, cfg
-        self.base_params = dict(base_params or {})
+        self.base_params = dict(base_params or {})     # the client's sampling params
+        self.request_messages = request_messages       # the object handed to the router
+        self.full_messages = full_messages             # the client's messages, unchanged
+        self.passthrough = dict(passthrough or {})
+        self.needs = list(needs or [])                 # (field, what) only a direct call honours
+        self.sink = sink
         self.on_attempt = on_attempt          # metrics hook: (worker, outcome, latency_s)
         self.calls: list[dict[str, Any]] = []
         self.spent = 0.0
@@ -115,9 +158,24 @@ class RequestCaller:
 
     async def __call__(self, candidates: list[str], messages: list[Message],
                        params: dict[str, Any]) -> WorkerReply:
-        params = {**self.base_params, **(params or {})}
+        params = params or {}
+        answer, final = params.get("answer", True) is not False, params.get("final", True) is not False
+        direct = answer and final and self.request_messages is not None and messages is self.request_messages
+        if self.needs and not direct:
+            field, what = self.needs[0]
+            raise CannotHonour(field, f"{field}: {what}, but this router's {params.get('role') or 'worker'} "
+                               "call is not the client's own request to one worker (a multi-turn or "
+                               "workflow router); use a single-worker router or drop the field")
+        params = {**worker_params(params), **self.base_params} if answer else worker_params(params)
+        if direct:
+            if self.full_messages is not None:
+                messages = self.full_messages
+            params.update(self.passthrough)
+        stream = self.sink is not None and answer and final and not self.sink.started.is_set()
         rec: dict[str, Any] = {"role": params.get("role"), "candidates": list(candidates), "excluded": [],
                                "attempts": [], "chosen": None, "fallbacks": 0}
+        if stream:
+            rec["streamed"] = True
         self.calls.append(rec)
         cap = self.policy.max_cost
         cooled: list[str] = []
@@ -134,18 +192,63 @@ class RequestCaller:
             if self.health.cooling(w) > 0:
                 cooled.append(w)
                 continue
-            reply = await self._try(w, messages, params, rec, retries=int(self.pool.limits(w)["retries"]))
+            reply = await self._try(w, messages, params, rec, retries=int(self.pool.limits(w)["retries"]),
+                                    stream=stream)
             if reply is not None:
                 return reply
         for w in sorted(cooled, key=lambda n: self.health.not_before[n]):  # last resort
             if self.health.not_before[w] - self.health.clock() > self.cfg.max_retry_wait_s:
                 continue
-            reply = await self._try(w, messages, params, rec, retries=0, last_resort=True)
+            reply = await self._try(w, messages, params, rec, retries=0, last_resort=True, stream=stream)
             if reply is not None:
                 return reply
         raise self._why(rec, cooled)
 
-    async def _try(self, w: str, messages, params, rec, *, retries: int, last_resort: bool = False):
+    async def _stream(self, w: str, messages, params, timeout: float, rec, t0: float) -> WorkerReply:
+        """Stream worker `w` into the sink. Failures before the first piece raise (fallback);
+        after it they raise StreamBroken, with the failed attempt recorded."""
+        it = self.pool.stream(w, messages, **params).__aiter__()
+        first = await asyncio.wait_for(it.__anext__(), timeout)   # errors here: an ordinary failure
+        if isinstance(first, WorkerReply):                        # nothing to stream (empty reply)
+            return first
+        sink = self.sink
+        sink.worker = w
+        sink.started.set()
+        sink.queue.put_nowait(("delta", first))
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(it.__anext__(), timeout)
+                except StopAsyncIteration:
+                    raise BadReply(w, "stream ended without a final reply") from None
+                if isinstance(item, WorkerReply):
+                    sink.queue.put_nowait(("end", item))
+                    return item
+                sink.queue.put_nowait(("delta", item))
+        except Exception as e:  # noqa: BLE001 - after the first piece every failure ends the stream
+            err = e if isinstance(e, WorkerError) else (
+                WorkerTimeout(w, f"no stream piece within {timeout:g} s") if isinstance(e, asyncio.TimeoutError)
+                else BackendFailure(w, f"{type(e).__name__}: {e}"))
+            dt = time.perf_counter() - t0
+            rec["attempts"].append({"worker": w, "attempt": 0, "ok": False, "latency_s": round(dt, 6),
+                                    "error": type(err).__name__, "message": str(err)[:300], "status": err.status,
+                                    "retry_after": err.retry_after, "request_error": False, "after_first_piece": True})
+            rec["chosen"] = w
+            self.health.failure(w, err)
+            if self.on_attempt:
+                self.on_attempt(w, type(err).__name__, dt)
+            sink.queue.put_nowait(("error", err))
+            raise StreamBroken(err) from None
+        finally:
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    async def _try(self, w: str, messages, params, rec, *, retries: int, last_resort: bool = False,
+                   stream: bool = False):
         timeout = float(self.pool.limits(w)["timeout"])
         for attempt in range(retries + 1):
             wait = self.health.not_before[w] - self.health.clock()
@@ -155,12 +258,17 @@ class RequestCaller:
                 await asyncio.sleep(wait)
             t0 = time.perf_counter()
             try:
-                reply = await asyncio.wait_for(self.pool.call(w, messages, **params), timeout)
+                if stream:
+                    reply = await self._stream(w, messages, params, timeout, rec, t0)
+                else:
+                    reply = await asyncio.wait_for(self.pool.call(w, messages, **params), timeout)
                 err = None
             except asyncio.TimeoutError:
                 err = WorkerTimeout(w, f"no reply within {timeout:g} s")
             except WorkerError as e:
                 err = e
+            except StreamBroken:
+                raise
             except Exception as e:  # noqa: BLE001 - a backend bug must not take the request down
                 err = BackendFailure(w, f"{type(e).__name__}: {e}")
             dt = time.perf_counter() - t0
