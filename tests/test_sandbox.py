@@ -280,6 +280,13 @@ def test_the_program_has_no_privileges_and_sees_no_host(userns, monkeypatch):
     assert hidden == "False False" and errno_ == "101" and few_procs == "True"
 
 
+def test_the_chroot_fallback_hides_the_host_too(monkeypatch):
+    """Where pivot_root is refused (an initramfs root), the init moves the new root over / and chroots."""
+    monkeypatch.setattr(sandbox, "_INIT", sandbox._INIT.replace("SYS_PIVOT_ROOT = {", "SYS_PIVOT_ROOT = {} or {"))
+    r = run_code(f"import os\nprint(sorted(os.listdir('/')), os.path.exists({str(REPO)!r}))", isolation="namespace")
+    assert r.ok and "'sandbox'" in r.stdout and "'work'" not in r.stdout and r.stdout.endswith(" False\n"), r
+
+
 # --- modes --------------------------------------------------------------------------------------
 
 def test_mode_comes_from_the_argument_then_the_environment(monkeypatch):

@@ -6,7 +6,7 @@ Two layers, and every result says which were active (`SandboxResult.sandbox`):
 1. "namespace" (the default wherever `unshare` from util-linux works): the run starts under
    `unshare --net --mount --pid --ipc --uts --fork --kill-child` (plus `--user --map-root-user` when
    not root), whose first process is a small trusted init (`_INIT`) that builds a new root on a
-   tmpfs and `pivot_root`s into it:
+   tmpfs and `pivot_root`s into it (or moves it over / and chroots, where pivot_root is refused):
    - read-only, nosuid binds of the system dirs (/usr, /bin, /lib*, a few /etc files) and of the
      interpreter's own prefix, and nothing else: `$HOME`, the repository, the venv, /etc/shadow,
      the other users' /tmp files are simply absent (and any of them that would lie under a bound
@@ -140,7 +140,7 @@ fd = cfg["status_fd"]
 os.set_inheritable(fd, False)
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-RDONLY, NOSUID, NODEV, NOEXEC, REMOUNT, BIND, REC, PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+RDONLY, NOSUID, NODEV, NOEXEC, REMOUNT, BIND, MOVE, REC, PRIVATE = 1, 2, 4, 8, 32, 4096, 8192, 16384, 1 << 18
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
 def enc(s):
@@ -203,10 +203,11 @@ def setup():
     mount(None, R, None, REMOUNT | RDONLY | NOSUID | NODEV)
     os.chdir(R)
     nr = SYS_PIVOT_ROOT.get(os.uname().machine)
-    if nr is None:
-        raise OSError("pivot_root: unknown architecture " + os.uname().machine)
-    check(libc.syscall(nr, b".", b"."), "pivot_root")
-    check(libc.umount2(b".", 2), "umount the old root")  # MNT_DETACH
+    if nr is not None and libc.syscall(nr, b".", b".") == 0:
+        check(libc.umount2(b".", 2), "umount the old root")  # MNT_DETACH
+    else:  # unknown syscall number, or an initramfs root pivot_root refuses: what switch_root does
+        mount(R, "/", None, MOVE)
+        os.chroot(".")  # the program gets no CAP_SYS_CHROOT, so it cannot leave this
     os.chdir("/")
 
 def report(msg):
@@ -314,7 +315,8 @@ def run_code(code: str, *, timeout_s: float = 10, memory_mb: int = 512, max_proc
              allow_network: bool = False, isolation: str | None = None) -> SandboxResult:
     """Run `code` as a Python program under the limits above and return how it ended.
     Never raises for anything the code does; `ok` is False for every abnormal end. Raises
-    SandboxUnavailable only when `isolation` (or $BATON_SANDBOX) is "namespace" and that cannot work."""
+    SandboxUnavailable when `isolation` (or $BATON_SANDBOX) is "namespace" and that cannot work
+    here, or when a namespaced run fails to set up (a fault of the machine, not of the code)."""
     return _run(code, mode=isolation_mode(isolation), timeout_s=timeout_s, memory_mb=memory_mb,
                 max_procs=max_procs, max_file_mb=max_file_mb, max_output_kb=max_output_kb,
                 allow_subprocess=allow_subprocess, allow_network=allow_network)
@@ -342,10 +344,34 @@ def _ro_paths(python: str) -> list[str]:
 
 def _masks(ro: list[str]) -> list[str]:
     """Secret places that would be visible because they lie under a bound dir: covered by a tmpfs."""
-    secrets_ = {os.path.realpath(os.path.expanduser("~")), _REPO, os.path.realpath(os.getcwd()),
-                os.path.realpath(sys.prefix)}
+    secrets_ = {os.path.realpath(os.path.expanduser("~")), _REPO, os.path.realpath(sys.prefix)}
+    try:
+        secrets_.add(os.path.realpath(os.getcwd()))
+    except OSError:  # a deleted cwd
+        pass
     return sorted(m for m in secrets_ if any(m.startswith(r.rstrip("/") + "/") for r in ro)
                   and not any(r.startswith(m.rstrip("/") + "/") or r == m for r in ro))
+
+
+def _namespace_command(tmp: str, work: str, env: dict[str, str], python: str, status_w: int) -> list[str]:
+    """Prepare `tmp` (the run's dir, `work` inside it) for a namespaced run: the program's files
+    owned by its fresh uid, an empty mount point for the new root, and the init with this run's
+    settings; return the `unshare` command that starts that init."""
+    userns = _needs_user_namespace()
+    uid = None if userns else _sandbox_uid()
+    if uid is not None:
+        for p in (work, *(os.path.join(work, n) for n in os.listdir(work))):
+            os.chown(p, uid, uid)
+    os.mkdir(os.path.join(tmp, "root"))
+    ro = _ro_paths(python)
+    cfg = {"status_fd": status_w, "root": os.path.join(tmp, "root"), "work": work, "ro": ro,
+           "mask": _masks(ro), "uid": uid, "python": python, "env": env}
+    init = os.path.join(tmp, "init.py")
+    with open(init, "w", encoding="utf-8") as f:
+        f.write(_INIT.replace("{CFG}", repr(cfg)))
+    return [_UNSHARE, "--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child",
+            "--propagation", "private", *(["--user", "--map-root-user"] if userns else []), "--",
+            python, "-I", "-S", "-B", init]
 
 
 def _run(code: str, *, mode: str, timeout_s: float, memory_mb: int, max_procs: int, max_file_mb: int,
@@ -367,35 +393,19 @@ def _run(code: str, *, mode: str, timeout_s: float, memory_mb: int, max_procs: i
         inner = "/sandbox" if mode == "namespace" else work
         env = {"PATH": "/usr/bin:/bin", "HOME": inner, "TMPDIR": inner, "LANG": "C.UTF-8",
                "PYTHONIOENCODING": "utf-8"}
-        if mode == "namespace":
-            userns = _needs_user_namespace()
-            uid = None if userns else _sandbox_uid()
-            if uid is not None:
-                for p in (work, *(os.path.join(work, n) for n in os.listdir(work))):
-                    os.chown(p, uid, uid)
-            os.mkdir(os.path.join(tmp, "root"))
-            status_r, status_w = os.pipe()
-            ro = _ro_paths(python)
-            cfg = {"status_fd": status_w, "root": os.path.join(tmp, "root"), "work": work, "ro": ro,
-                   "mask": _masks(ro), "uid": uid, "python": python, "env": env}
-            with open(os.path.join(tmp, "init.py"), "w", encoding="utf-8") as f:
-                f.write(_INIT.replace("{CFG}", repr(cfg)))
-            user = ["--user", "--map-root-user"] if userns else []
-            cmd = [_UNSHARE, "--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child",
-                   "--propagation", "private", *user, "--", python, "-I", "-S", "-B",
-                   os.path.join(tmp, "init.py")]
-            cwd, pass_fds = tmp, (status_w,)
-        else:
-            cmd, cwd, pass_fds = [python, "-I", "-S", "-B", "_bootstrap.py"], work, ()
+        cmd, cwd, pass_fds = [python, "-I", "-S", "-B", "_bootstrap.py"], work, ()
         t0 = time.monotonic()
         try:
+            if mode == "namespace":
+                status_r, status_w = os.pipe()
+                cmd, cwd, pass_fds = _namespace_command(tmp, work, env, python, status_w), tmp, (status_w,)
             proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
                                     pass_fds=pass_fds)
         except OSError as e:
-            if status_r is not None:
-                os.close(status_r)
-                os.close(status_w)
+            for fd in (status_r, status_w):
+                if fd is not None:
+                    os.close(fd)
             raise SandboxUnavailable(f"cannot start {cmd[0]}: {e}") from e
         if status_w is not None:
             os.close(status_w)
