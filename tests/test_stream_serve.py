@@ -98,9 +98,11 @@ def test_multi_turn_streams_its_final_worker_turn_and_simulated_workers_stream_i
     from routers.baselines.simple import RandomRouter
     from routers.pool import load_pool
     from routers.serve.app import create_app
-    sim = load_pool("simulated")
-    for w in sim.workers.values():
-        w.stream_chunk_chars, w.stream_delay_s = 8, 0.05
+    from routers.pool.config import read_pool_config
+    cfg = read_pool_config("simulated")
+    cfg["workers"] = [{**w, "stream": {"chunk_chars": 8, "delay_s": 0.05}} for w in cfg["workers"]]
+    sim = load_pool(cfg)                       # the pool YAML's `stream` setting
+    assert {(w.stream_chunk_chars, w.stream_delay_s) for w in sim.workers.values()} == {(8, 0.05)}
     app = create_app({"random": SingleChoice(RandomRouter(models=sim.names), name="random")}, sim,
                      log_path=tmp_path / "sim.jsonl")
     with serving(app) as base:

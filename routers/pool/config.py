@@ -21,6 +21,8 @@
         output_price: 0.6
         tags: {provider: openai, region: us, open_weights: false}
         limits: {max_concurrency: 4}
+        stream: {chunk_chars: 16, delay_s: 0.02}   # hf/replay/simulated: how `stream` hands out a
+                                                   # finished reply (openai streams natively)
 
 Everything is validated on load; errors name the file and the field, e.g.
 `configs/pools/x.yaml: workers[2].input_price: expected a number, got 'cheap'`.
@@ -44,9 +46,9 @@ COMMON_KEYS = {"name", "backend", "model", "input_price", "output_price", "tags"
                "description"}
 BACKEND_KEYS = {
     "openai": {"base_url", "api_key_env"},
-    "hf": {"gguf_file", "device", "dtype", "max_new_tokens", "max_batch_size", "batch_wait_s"},
-    "replay": {"data"},
-    "simulated": {"accuracy", "verifier", "thinker", "latency", "extra_output_tokens", "simulate_latency"},
+    "hf": {"gguf_file", "device", "dtype", "max_new_tokens", "max_batch_size", "batch_wait_s", "stream"},
+    "replay": {"data", "stream"},
+    "simulated": {"accuracy", "verifier", "thinker", "latency", "extra_output_tokens", "simulate_latency", "stream"},
 }
 LIMIT_KEYS = {"max_concurrency": int, "timeout": float, "retries": int, "allowed_fails": int, "cooldown_s": float}
 
@@ -125,6 +127,12 @@ def _worker(w: Any, i: int, src: str, base: Path | None, defaults: dict[str, Any
     out["limits"] = {**defaults, **_limits(w.get("limits", {}), f"{where}.limits")}
     if "params" in w:
         out["params"] = dict(_map(w["params"], f"{where}.params"))
+    if "stream" in w:
+        st = _map(w["stream"], f"{where}.stream")
+        _keys(st, {"chunk_chars", "delay_s"}, f"{where}.stream")
+        out["stream"] = {"chunk_chars": _num(st.get("chunk_chars", 16), f"{where}.stream.chunk_chars", lo=1,
+                                             integer=True),
+                         "delay_s": float(_num(st.get("delay_s", 0.0), f"{where}.stream.delay_s", lo=0))}
 
     if backend == "openai":
         if "base_url" in w:
@@ -253,6 +261,9 @@ def build_pool(cfg: dict[str, Any], *, cache: str | None = None, src: str = "<po
             workers.append(ReplayWorker(w["name"], data=datas[spec], model=w.get("model"),
                                         input_price=w["input_price"], output_price=w["output_price"],
                                         tags=w["tags"]))
+    for w, spec in zip(workers, cfg["workers"]):
+        if "stream" in spec:
+            w.stream_chunk_chars, w.stream_delay_s = spec["stream"]["chunk_chars"], spec["stream"]["delay_s"]
     sim_workers = [w for w in workers if hasattr(w, "peers")]
     for w in sim_workers:  # thinkers are looked up by name
         w.peers = {p.name: p for p in sim_workers}
