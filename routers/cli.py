@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--models", default=None, help="comma list of model columns to read (others are metadata)")
     e.add_argument("--allow-overlap", action="store_true",
                    help="score even if training prompts also appear in the test data (leakage)")
+    e.add_argument("--drop-overlap", action="store_true",
+                   help="leave out test questions whose prompt also appears in the training data")
     e.set_defaults(_fn="routers.evaluate:cli_eval")
 
     # baton pool check
@@ -79,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         tp.add_argument("--train", default=None, help="training data spec (overrides the config)")
         tp.add_argument("--out", default=None, help="output checkpoint directory")
         tp.add_argument("--resume", action="store_true", help="resume from the last state in --out")
+        tp.add_argument("--overwrite", action="store_true", help="replace the checkpoint already in --out")
         tp.add_argument("overrides", nargs="*", help="dotted key=value overrides of config keys")
-        tp.set_defaults(_fn=fn)
+        tp.set_defaults(_fn="routers.registry:cli_train", _train_fn=fn)  # checks --config/--out, then fn
 
     # baton serve
     s = sub.add_parser("serve", help="serve routers behind an OpenAI-compatible API")

@@ -408,14 +408,15 @@ def _check_writable(path: str | None, flag: str) -> None:
 
 
 def split_for_eval(data: RoutingDataset, source: RoutingDataset | None, *, data_spec: str,
-                   train_spec: str | None = None, allow_overlap: bool = False):
+                   train_spec: str | None = None, allow_overlap: bool = False, drop_overlap: bool = False):
     """(train, validation, test) by the rule `baton eval` states in its header.
 
     - --train given: every row of --data is a test question (the user gave a test file); --train's
       'validation' rows (if any) tune, all its other rows fit.
     - one dataset: its 'test' split is scored, 'train'/'validation' fit; the splits are the
       publisher's labels, or a seeded prompt-hash split where the file has none.
-    Prompts present on both sides are refused (leakage) unless `allow_overlap`."""
+    Prompts present on both sides are refused (leakage) unless `allow_overlap` (scored, with a
+    warning) or `drop_overlap` (those test questions are left out, and the header says how many)."""
     from routers.data.overlap import overlapping
 
     if source is not None:
@@ -439,11 +440,16 @@ def split_for_eval(data: RoutingDataset, source: RoutingDataset | None, *, data_
     if leaked:
         msg = (f"{len(leaked)} of {len(test)} test prompts also appear in the training data (normalized text), "
                f"e.g. row {leaked[0]}: {str(test.prompts[leaked[0]])[:80]!r}")
-        if not allow_overlap:
-            raise DataError(msg + "; a router can look their answers up. Remove them, or pass --allow-overlap",
-                            file=data_spec)
-        print(f"warning: {msg} (--allow-overlap)", file=sys.stderr)
-        rule += f"; {len(leaked)} test prompts overlap training (--allow-overlap)"
+        if drop_overlap:
+            test = test.subset(np.setdiff1d(np.arange(len(test)), leaked))
+            print(f"warning: {msg}; those test questions are left out (--drop-overlap)", file=sys.stderr)
+            rule += f"; {len(leaked)} test questions also in the training data left out (--drop-overlap)"
+        elif not allow_overlap:
+            raise DataError(msg + "; a router can look their answers up. Remove them, or pass --drop-overlap "
+                            "(score the rest) or --allow-overlap", file=data_spec)
+        else:
+            print(f"warning: {msg} (--allow-overlap)", file=sys.stderr)
+            rule += f"; {len(leaked)} test prompts overlap training (--allow-overlap)"
     test.meta["test_rule"] = rule
     test.meta["overlap"] = len(leaked)
     return train, validation, test
@@ -467,7 +473,7 @@ def cli_eval(args) -> int:
     data = load(args.data)
     source = load(args.train) if args.train else None
     train, validation, test = split_for_eval(data, source, data_spec=args.data, train_spec=args.train,
-                                             allow_overlap=args.allow_overlap)
+                                             allow_overlap=args.allow_overlap, drop_overlap=args.drop_overlap)
     pool = None
     if args.pool:
         from routers.pool.config import load_pool

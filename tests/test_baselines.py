@@ -39,7 +39,9 @@ def make_dataset(n: int = 600, seed: int = 0, responses: bool = False) -> Routin
         p = np.where(np.arange(3) == t, 0.9, [0.3, 0.3, 0.4])
         s = (rng.random(3) < p).astype(float)
         scores.append(s)
-        resp.append([("answer confident correct" if x else "answer unsure mistaken") + f" {i}" for x in s])
+        # a response says nothing of its own correctness (no "correct"/"mistaken" words): the cascade's
+        # scorer must learn from the query and answer text as a real one would, not read the label
+        resp.append([f"the answer to q{i} is option {'ABCD'[rng.integers(4)]}" for _ in s])
     splits = ["train"] * int(n * 0.6) + ["validation"] * int(n * 0.2)
     splits += ["test"] * (n - len(splits))
     return RoutingDataset(ids=[str(i) for i in range(n)], prompts=prompts, categories=cats, splits=splits,
@@ -146,6 +148,12 @@ def test_lam_sweep_lowers_cost(fitted, data, name):
     assert all(a >= b - 1e-15 for a, b in zip(costs, costs[1:])), costs
     assert costs[-1] < costs[0], costs
     assert costs[-1] == pytest.approx(PRICE[0])  # at a huge price of cost only the cheapest model is left
+
+
+def test_cascade_fixture_carries_no_label_in_its_responses():
+    ds = make_dataset(n=200, responses=True)
+    words = {w for row in ds.responses for r in row for w in r.lower().split()}
+    assert not words & {"correct", "mistaken", "wrong", "right", "confident", "unsure"}
 
 
 def test_cascade_pays_for_every_call(fitted, data):
