@@ -78,6 +78,41 @@ def config_path(kind: str, spec: str | Path) -> Path:
     raise ConfigError(f"{spec}: no such config file, nor a shipped {kind} config (shipped: {', '.join(names)})")
 
 
+# `baton train KIND`: the config loader per kind (to find the config's own `out`)
+CONFIG_LOADERS: dict[str, str] = {
+    "trinity": "trinity.config:load_config",
+    "conductor": "conductor.config:load_config",
+}
+
+
+def check_out_dir(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Training into `out` must not replace what is there by accident: a directory that already holds
+    files is refused unless `resume` (continue its run) or `overwrite` (replace it) is asked for."""
+    out = Path(out)
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: continue the run in --out, or replace it")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: a file, not a directory")
+    if resume or overwrite or not out.is_dir():
+        return
+    held = sorted(p.name for p in out.iterdir())
+    if held:
+        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        raise ConfigError(f"--out {out}: already holds {shown}; pass --resume to continue that run, "
+                          "--overwrite to replace it, or choose another --out")
+
+
+def cli_train(args) -> int:
+    """`baton train trinity|conductor`: the config by name or path (`--config demo`), the output
+    directory checked (`check_out_dir`), then the trainer's own CLI entry (`args._train_fn`)."""
+    args.config = str(config_path(args.router, args.config))
+    out = args.out
+    if out is None:
+        out = _import(CONFIG_LOADERS[args.router])(args.config, list(getattr(args, "overrides", None) or [])).out
+    check_out_dir(out, resume=bool(getattr(args, "resume", False)), overwrite=bool(getattr(args, "overwrite", False)))
+    return _import(args._train_fn)(args)
+
+
 def load_checkpoint(path: str | Path, **kw: Any) -> Any:
     """Load a checkpoint directory by the router_type written in it."""
     rtype = read_checkpoint_type(path)

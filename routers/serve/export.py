@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from routers.checkpoint import make_readable
 from routers.errors import CheckpointError, ConfigError
 
 EXPORT_FILE = "baton_export.json"
@@ -155,6 +156,8 @@ def _export_name(rtype: str, cfg: dict[str, Any], ckpt: Path) -> str:
 
 def export(checkpoint: str | Path, out: str | Path, *, pool: str | None = None, name: str | None = None) -> Path:
     ckpt, out = Path(checkpoint), Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: a file, not a directory; choose a new --out directory")
     if not ckpt.is_dir():
         raise CheckpointError(f"{ckpt}: checkpoint directory not found")
     if (ckpt / EXPORT_FILE).is_file():
@@ -176,6 +179,7 @@ def export(checkpoint: str | Path, out: str | Path, *, pool: str | None = None, 
                 "pool": "pool.yaml", "source": str(ckpt.resolve()),
                 "created": datetime.now(timezone.utc).isoformat()}
     (out / EXPORT_FILE).write_text(json.dumps(manifest, indent=2))
+    make_readable(out)  # a server running as another user reads it (safetensors are written 0600)
     return out
 
 
