@@ -26,12 +26,13 @@ def _body(text_json: str) -> bytes:
     return ('{"model": "fixed", "messages": [{"role": "user", "content": ' + text_json + '}]}').encode()
 
 
-def test_lone_surrogates_never_break_other_requests_or_the_log(stub, tmp_path):
+@pytest.mark.parametrize("window_ms", [0, 20])     # strict group commit, and the fsync window
+def test_lone_surrogates_never_break_other_requests_or_the_log(stub, tmp_path, window_ms):
     """80 concurrent requests, 10 carrying a lone UTF-16 surrogate (a JS client cutting an emoji):
     all 80 answered, exactly one parseable record each, the odd text kept (escaped), not lost."""
     url, _ = stub
     pool = stub_pool(url, {"a": "model-a"})
-    app = make(pool, [Fixed("fixed", ["a"])], tmp_path)
+    app = make(pool, [Fixed("fixed", ["a"])], tmp_path, log_fsync_window_ms=window_ms)
     bad = set(range(0, 80, 8))
     with serving(app) as base:
         async def drive():
@@ -52,6 +53,8 @@ def test_lone_surrogates_never_break_other_requests_or_the_log(stub, tmp_path):
     raw.decode("utf-8")                                          # the file is valid UTF-8
     recs = read_log(tmp_path / "log.jsonl")
     assert len(recs) == 80 and len({r["request_id"] for r in recs}) == 80
+    if window_ms == 0:
+        assert app.state.gateway.log.batches < 80      # concurrent requests shared fsyncs
     assert all(r["outcome"] == "ok" for r in recs)
     texts = sorted(r["messages"][0]["content"] for r in recs)
     assert texts == sorted(f"cut \ud800 emoji {i}" if i in bad else f"fine {i}" for i in range(80))

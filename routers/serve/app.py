@@ -91,7 +91,8 @@ class Gateway:
         self.config = config or ServeConfig()
         self.keys = keys or KeyStore(None)
         self.rules = rules or Policy([])
-        self.log = DecisionLog(log_path, redact_content=self.config.redact_content)
+        self.log = DecisionLog(log_path, redact_content=self.config.redact_content,
+                               fsync_window_s=self.config.log_fsync_window_ms / 1000)
         self.metrics = Metrics()
         self.health = WorkerHealth(pool, self.config.fallback)
         for w in pool.workers.values():   # the server owns retries (per pool limits), not the backend

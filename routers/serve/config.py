@@ -8,6 +8,9 @@
       min_failure_rate: 0.5     # ... that are at least this share of the worker's calls there -> cooldown
       budget_max_tokens: 512    # output tokens assumed for a call without max_tokens (cost checks)
     redact_content: false       # true: the decision log keeps message lengths, not their text
+    log_fsync_window_ms: 20     # decision log: records are written before each reply and fsynced within
+                                # this window (a power loss loses at most it; kill -9 loses nothing);
+                                # 0: fsync before each reply
     max_body_bytes: 1048576     # larger request bodies get 413
     max_messages: 256
     batch: {max_batch: 16, max_wait_ms: 5}   # coordinator micro-batching (TRINITY routers)
@@ -48,6 +51,7 @@ class ServeConfig:
     fallback: FallbackConfig = field(default_factory=FallbackConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     redact_content: bool = False
+    log_fsync_window_ms: float = 20.0
     max_body_bytes: int = 1 << 20
     max_messages: int = 256
 

@@ -1,13 +1,15 @@
-"""The decision log: one JSON line per chat request, appended, flushed and fsynced before the
-reply is sent, so a crash never loses a request that was already answered.
+"""The decision log: one JSON line per chat request, appended before the reply is sent.
 
-`awrite` (the server's path) is a group commit: a writer thread appends every record waiting at
-that moment in ONE write, fsyncs once, then releases their requests; the event loop never blocks
-on the disk and concurrent requests share one fsync. The commit window is therefore "the records
-queued while the previous fsync ran": no reply leaves before its record is on disk, so a crash
-(kill -9, power loss) loses only records of requests that had not been answered yet, and a batch
-cut short by a crash leaves at most one torn last line, which `read_log` skips. `write` is the same,
-synchronously.
+Each record is ONE `write` to a file opened for appending, made before the reply leaves: a kill -9
+of the server right after cannot lose it (the kernel has it) nor tear it (a write completes or
+never starts). Durability against power loss is a group commit with a documented window,
+`fsync_window_s` (serve config `log_fsync_window_ms`, default 20 ms): a background thread fsyncs
+at most that long after a record was written, all records since the last fsync together, so a
+power loss or OS crash loses at most the records of the last window. `fsync_window_s = 0` is the
+strict mode: a writer thread appends every record waiting at that moment in one write, fsyncs
+once, and only then releases their requests (concurrent requests share one fsync; each request
+waits one). Either way the event loop never blocks on a fsync, and a batch cut short by a crash
+leaves at most one torn last line, which `read_log` skips. `write` is the synchronous strict path.
 
 Every record is writable: text is UTF-8 with anything UTF-8 cannot hold (a lone UTF-16 surrogate
 that a JavaScript client sent) written as a JSON `\\uXXXX` escape, so it reads back as it came;
@@ -27,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +40,10 @@ from routers.serve.schema import json_bytes
 
 
 class DecisionLog:
-    def __init__(self, path: str | Path, *, redact_content: bool = False):
+    def __init__(self, path: str | Path, *, redact_content: bool = False, fsync_window_s: float = 0.02):
         self.path = Path(path)
         self.redact_content = redact_content
+        self.fsync_window_s = float(fsync_window_s)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self.path, "ab", buffering=0)
@@ -49,6 +54,8 @@ class DecisionLog:
         self._pending: list[tuple[bytes, asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._thread: threading.Thread | None = None
         self.batches = 0                       # fsyncs done (benchmarks read it)
+        self._dirty = threading.Event()        # written since the last fsync (windowed mode)
+        self._syncer: threading.Thread | None = None
 
     def messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The request's messages as logged (content removed when redacting)."""
@@ -64,6 +71,14 @@ class DecisionLog:
         """Append `record`; returns once it is on disk (fsynced), without blocking the loop.
         Raises OSError when the disk refused this batch (nothing of it was left in the file)."""
         line = self._line(record)
+        if self.fsync_window_s > 0:            # write now (survives kill -9), fsync within the window
+            with self._lock:
+                self._write_whole(line)
+            if self._syncer is None:
+                self._syncer = threading.Thread(target=self._sync_loop, name="baton-decision-fsync", daemon=True)
+                self._syncer.start()
+            self._dirty.set()
+            return
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._cv:
@@ -90,19 +105,36 @@ class DecisionLog:
             n = self._f.write(view)
             view = view[n:]
 
+    def _write_whole(self, data: bytes) -> None:
+        """Append `data` or nothing of it (a failed write is truncated back). Caller holds the lock."""
+        start = os.fstat(self._f.fileno()).st_size
+        try:
+            self._raw_write(data)
+        except BaseException:
+            try:                            # never leave a partial line behind
+                os.ftruncate(self._f.fileno(), start)
+            except OSError:
+                pass
+            raise
+
     def _append(self, lines: list[bytes]) -> None:
         with self._lock:
-            start = os.fstat(self._f.fileno()).st_size
-            try:
-                self._raw_write(b"".join(lines))
-                os.fsync(self._f.fileno())
-            except BaseException:
-                try:                            # never leave a partial line behind
-                    os.ftruncate(self._f.fileno(), start)
-                except OSError:
-                    pass
-                raise
+            self._write_whole(b"".join(lines))
+            os.fsync(self._f.fileno())
             self.batches += 1
+
+    def _sync_loop(self) -> None:
+        while True:
+            self._dirty.wait()
+            time.sleep(self.fsync_window_s)     # gather the window's records into one fsync
+            self._dirty.clear()
+            try:
+                os.fsync(self._f.fileno())
+                self.batches += 1
+            except (OSError, ValueError) as e:  # closed file at shutdown, or a failing disk
+                if not self._f.closed:
+                    print(f"baton serve: decision log fsync failed: {e}", file=sys.stderr, flush=True)
+                return
 
     def _writer(self) -> None:
         while True:
@@ -121,6 +153,10 @@ class DecisionLog:
     def close(self) -> None:
         with self._lock:
             if not self._f.closed:
+                try:
+                    os.fsync(self._f.fileno())
+                except OSError:
+                    pass
                 self._f.close()
 
 
