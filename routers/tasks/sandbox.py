@@ -384,7 +384,9 @@ def _run(code: str, *, mode: str, timeout_s: float, memory_mb: int, max_procs: i
     boot = (_BOOTSTRAP.replace("{LIMITS}", repr(limits)).replace("{ALLOW_PROC}", repr(allow_subprocess))
             .replace("{ALLOW_NET}", repr(allow_network)))
     cap = max_output_kb << 10
-    python = os.path.realpath(sys.executable)
+    # the base interpreter: a venv's python (a copy, or a link) needs its pyvenv.cfg, which the
+    # namespace does not show; with -I -S the venv's packages are not used anyway
+    python = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
     status_r = status_w = None
     with tempfile.TemporaryDirectory(prefix="baton-sandbox-", ignore_cleanup_errors=True) as tmp:
         work = os.path.join(tmp, "work")
