@@ -60,6 +60,23 @@ def test_lone_surrogates_never_break_other_requests_or_the_log(stub, tmp_path, w
     assert texts == sorted(f"cut \ud800 emoji {i}" if i in bad else f"fine {i}" for i in range(80))
 
 
+def test_a_router_that_hashes_the_prompt_routes_a_lone_surrogate(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from routers.baselines.serving import SingleChoice
+    from routers.baselines.simple import RandomRouter
+    from routers.pool import load_pool
+    from routers.serve.app import create_app
+    pool = load_pool("simulated")
+    app = create_app({"random": SingleChoice(RandomRouter(models=pool.names), name="random")}, pool,
+                     log_path=tmp_path / "log.jsonl")
+    with TestClient(app) as c:
+        r = c.post("/v1/chat/completions", content=_body('"cut \\ud83d"').replace(b"fixed", b"random"),
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert read_log(tmp_path / "log.jsonl")[0]["messages"][0]["content"] == "cut \ud83d"
+
+
 def test_unwritable_record_and_failed_disk_never_fail_an_answered_request(stub, tmp_path, capsys):
     """A record that json cannot encode is written in a reduced form naming why; a log write that
     fails (disk full) leaves the answered request a 200, says so on stderr and in /metrics, and

@@ -31,7 +31,7 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS replies (
 def cache_key(worker: str, model: str, messages: list[Message], params: dict[str, Any]) -> str:
     blob = json.dumps({"worker": worker, "model": model, "params": params, "messages": messages},
                       sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()  # a lone surrogate too
 
 
 class ResponseCache:

@@ -50,7 +50,7 @@ class ReplayData:
         if last in self._by_prompt:
             return self._by_prompt[last]
         texts = [str(m.get("content") or "") for m in messages]
-        key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+        key = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
         if key not in self._found:
             self._found[key] = next((i for p, i in self._by_prompt.items() if p and any(p in t for t in texts)),
                                     None)

@@ -140,7 +140,7 @@ class Simulation:
         for t in reversed(texts):
             if t in self.by_prompt:
                 return self.by_prompt[t]
-        key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+        key = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
         if key not in self._found:
             self._found[key] = next((it for p, it in self.by_prompt.items()
                                      if any(p in t for t in texts)), None)
@@ -152,7 +152,8 @@ class Simulation:
 
 
 def transcript_hash(messages: list[Message]) -> str:
-    return hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    blob = json.dumps(messages, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 class SimulatedWorker(Worker):

@@ -36,6 +36,7 @@ ALLOWED_FIELDS = ("model", "messages", "stream", "stream_options", "n", "lam", *
                   *PASSTHROUGH_PARAMS)
 PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")   # json.loads joins valid pairs, so any left is lone
 
 
 def _check_json_schema(schema: Any, where: str) -> None:
@@ -223,8 +224,9 @@ class ChatCompletionRequest(_Strict):
         return {k: v for k, v in out.items() if v is not None}
 
     def plain_messages(self) -> list[dict[str, str]]:
-        """What routers read: role and text."""
-        return [{"role": m.role, "content": m.text()} for m in self.messages]
+        """What routers read: role and text, a lone UTF-16 surrogate as U+FFFD (routers hash and
+        tokenize UTF-8; the worker of a direct call still gets the client's text unchanged)."""
+        return [{"role": m.role, "content": _LONE_SURROGATE.sub("\ufffd", m.text())} for m in self.messages]
 
     def needs_single_worker(self) -> list[tuple[str, str]]:
         """(field, what) of everything only a single-worker route can honour, in request order."""
