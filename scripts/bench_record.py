@@ -1,0 +1,214 @@
+"""`baton record` throughput against a pool of stub OpenAI servers, and resume after kill -9.
+
+    python scripts/bench_record.py                       # mmlu+gsm8k (15,361 queries) x 4 workers
+    python scripts/bench_record.py --tasks mmlu:2000 --concurrency 128   # a short run
+
+Each worker is its own stub server (`routers.pool.stub`, in this process's threads) behind the
+openai backend, so the recorder pays what it pays against a real endpoint: HTTP, the SDK, the
+SQLite response cache, grading, and a group-committed fsync of every finished query line.
+`baton record` itself runs as a child process, exactly as a user starts it.
+
+Phase 0 (recorder alone): the same items through `routers.record.arecord` in this process with a
+pool that answers at once (no HTTP): the ceiling of the recorder itself (grading, JSON, the
+group-committed fsync), to compare the full stack against.
+Phase 1 (throughput): a full recording; the parent counts finished lines four times a second, and
+reports requests/s overall (start to exit, imports included) and sustained (first finished line
+to last), with the slowest and the median one-second window in between.
+Phase 2 (kill -9): a second recording is killed with SIGKILL halfway, then resumed with the same
+command. Checked: the lines written before the kill are kept unchanged, every query is in the file
+once, and the stubs saw no request for a query that was already written (paid calls in flight at
+the kill come back from the response cache).
+
+Writes results/bench_record.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from routers.pool.base import WorkerReply  # noqa: E402
+from routers.pool.stub import start_stub_server  # noqa: E402
+from routers.record import arecord, read_records  # noqa: E402
+from routers.tasks import load_task_items  # noqa: E402
+
+
+class InstantPool:
+    """Workers that answer at once, without HTTP: what the recorder costs by itself."""
+
+    def __init__(self, n: int):
+        self.names = [f"w{i}" for i in range(n)]
+
+    async def call(self, worker, messages, **params):
+        return WorkerReply(text="The answer is B", worker=worker, model=worker, input_tokens=50, output_tokens=4,
+                           cost=1e-5, latency_s=0.0)
+
+
+def recorder_alone(folder: Path, a) -> dict:
+    items = load_task_items(a.tasks)
+    t0 = time.perf_counter()
+    ds = asyncio.run(arecord(InstantPool(a.workers), items, folder / "alone.jsonl", concurrency=a.concurrency,
+                             progress=False, durable=True))
+    wall = time.perf_counter() - t0
+    return {"queries": len(ds), "requests": len(ds) * a.workers, "wall_s": round(wall, 2),
+            "requests_per_s": round(len(ds) * a.workers / wall, 1)}
+
+
+class LineCounter:
+    """Finished lines in a growing file, read incrementally (the file is only appended to)."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.lines = path, 0, 0
+
+    def poll(self) -> int:
+        if self.path.exists():
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+            self.offset += len(chunk)
+            self.lines += chunk.count(b"\n")
+        return self.lines
+
+
+def pool_file(folder: Path, urls: list[str], worker_concurrency: int) -> Path:
+    workers = [{"name": f"w{i}", "backend": "openai", "model": f"bench-{i}", "base_url": url, "api_key_env": None,
+                "limits": {"max_concurrency": worker_concurrency, "timeout": 60}} for i, url in enumerate(urls)]
+    p = folder / "stub_pool.yaml"
+    p.write_text(yaml.safe_dump({"name": "bench-stubs", "workers": workers}))
+    return p
+
+
+def start_record(pool: Path, out: Path, a) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "routers.cli", "record", "--pool", str(pool), "--tasks", a.tasks,
+           "--out", str(out), "--concurrency", str(a.concurrency)]
+    log = open(out.with_suffix(".log"), "ab")
+    return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def requests_seen(stops) -> int:
+    return sum(s.stub.requests for s in stops)
+
+
+def throughput(pool: Path, folder: Path, stops, a, n_workers: int) -> dict:
+    out = folder / "throughput.jsonl"
+    before = requests_seen(stops)
+    t0 = time.perf_counter()
+    proc = start_record(pool, out, a)
+    counter, samples = LineCounter(out), []
+    while proc.poll() is None:
+        time.sleep(0.25)
+        samples.append((time.perf_counter() - t0, counter.poll()))
+    wall = time.perf_counter() - t0
+    samples.append((wall, counter.poll()))
+    if proc.returncode != 0:
+        raise SystemExit(f"baton record failed ({proc.returncode}); see {out.with_suffix('.log')}")
+    n = counter.lines
+    # sustained: from the first finished line to the last (startup and imports excluded)
+    t_first = next(t for t, k in samples if k > 0)
+    t_last = next(t for t, k in samples if k >= n)
+    sustained = (n - next(k for t, k in samples if t >= t_first)) * n_workers / max(t_last - t_first, 1e-9)
+    inside = [(t, k) for t, k in samples if t_first <= t <= t_last]
+    windows = []  # requests/s in each one-second window inside
+    for i, (t, k) in enumerate(inside):
+        j = next((j for j in range(i, len(inside)) if inside[j][0] >= t + 1.0), None)
+        if j is not None:
+            windows.append((inside[j][1] - k) * n_workers / (inside[j][0] - t))
+    requests = requests_seen(stops) - before
+    rows = read_records(out)
+    return {"queries": n, "requests": n * n_workers, "stub_requests": requests,
+            "duplicate_requests": requests - n * n_workers, "wall_s": round(wall, 2),
+            "requests_per_s_overall": round(n * n_workers / wall, 1),
+            "requests_per_s_sustained": round(sustained, 1),
+            "sustained_window_s": round(t_last - t_first, 2),
+            "slowest_1s_window_requests_per_s": round(min(windows), 1) if windows else None,
+            "median_1s_window_requests_per_s": round(sorted(windows)[len(windows) // 2], 1) if windows else None,
+            "unique_ids": len({r["id"] for r in rows}),
+            "errors": sum(1 for r in rows for c in r["results"].values() if c.get("error"))}
+
+
+def kill_and_resume(pool: Path, folder: Path, stops, a, n_workers: int, total: int) -> dict:
+    out = folder / "killed.jsonl"
+    proc = start_record(pool, out, a)
+    counter = LineCounter(out)
+    while counter.poll() < total * a.kill_at and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = read_records(out)  # cuts a torn last line, as the resumed run will
+    before = requests_seen(stops)
+    t0 = time.perf_counter()
+    resumed = start_record(pool, out, a)
+    resumed.wait()
+    wall = time.perf_counter() - t0
+    if resumed.returncode != 0:
+        raise SystemExit(f"resumed baton record failed ({resumed.returncode}); see {out.with_suffix('.log')}")
+    rows = read_records(out)
+    ids = [r["id"] for r in rows]
+    paid_after = requests_seen(stops) - before
+    remaining_cells = (total - len(kept)) * n_workers
+    return {"killed_after_lines": len(kept), "kept_unchanged": rows[:len(kept)] == kept,
+            "lines_after_resume": len(rows), "unique_ids": len(set(ids)), "complete": len(set(ids)) == total,
+            "duplicate_lines": len(ids) - len(set(ids)),
+            "stub_requests_on_resume": paid_after, "cells_left_at_kill": remaining_cells,
+            "requests_for_finished_queries": max(0, paid_after - remaining_cells),
+            "resume_wall_s": round(wall, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", default="mmlu,gsm8k", help="task spec for baton record (default: 15,361 queries)")
+    ap.add_argument("--workers", type=int, default=4, help="stub servers, one per worker")
+    ap.add_argument("--concurrency", type=int, default=32, help="baton record --concurrency (calls in flight)")
+    ap.add_argument("--worker-concurrency", type=int, default=8,
+                    help="each worker's limits.max_concurrency (connections per HTTP client)")
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds each stub waits before answering")
+    ap.add_argument("--kill-at", type=float, default=0.5, help="phase 2 kills the recorder at this share of lines")
+    ap.add_argument("--skip-kill", action="store_true")
+    ap.add_argument("--json", default=str(REPO / "results" / "bench_record.json"))
+    a = ap.parse_args(argv)
+
+    stops = [start_stub_server(faults={"latency_s": a.latency})[1] for _ in range(a.workers)]
+    urls = [f"http://127.0.0.1:{s.stub._server.sockets[0].getsockname()[1]}/v1" for s in stops]  # noqa: SLF001
+    result: dict = {"tasks": a.tasks, "workers": a.workers, "concurrency": a.concurrency,
+                    "worker_concurrency": a.worker_concurrency, "stub_latency_s": a.latency,
+                    "cpus": os.cpu_count(), "machine": platform.platform(), "python": platform.python_version(),
+                    "target_requests_per_s": 1000}
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_record.") as tmp:
+            folder = Path(tmp)
+            pool = pool_file(folder, urls, a.worker_concurrency)
+            result["recorder_alone"] = alone = recorder_alone(folder, a)
+            print(json.dumps(alone), flush=True)
+            result["throughput"] = tp = throughput(pool, folder, stops, a, a.workers)
+            tp["share_of_recorder_ceiling"] = round(tp["requests_per_s_sustained"] / alone["requests_per_s"], 3)
+            print(json.dumps(tp, indent=1), flush=True)
+            if not a.skip_kill:
+                result["kill_9_resume"] = kr = kill_and_resume(pool, folder, stops, a, a.workers, tp["queries"])
+                print(json.dumps(kr, indent=1), flush=True)
+    finally:
+        for s in stops:
+            s()
+    result["meets_1000_per_s_for_a_minute"] = bool(tp["requests_per_s_sustained"] >= 1000
+                                                   and tp["sustained_window_s"] >= 60)
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
