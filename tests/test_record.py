@@ -261,13 +261,15 @@ def _wait_for(cond, timeout=60.0):
 
 @pytest.mark.slow
 def test_two_record_processes_on_one_out_one_is_refused(tmp_path):
-    url, stop = start_stub_server(faults={"latency_s": 0.05})
+    url, stop = start_stub_server(faults={"latency_s": 1.0})  # slow while the second one starts
     try:
         pool, out = _stub_pool_file(tmp_path, url), tmp_path / "rec.jsonl"
         a = _baton_record(pool, out, "mmlu:30")
         _wait_for(lambda: meta_path(out).exists())  # written under the lock
         b = _baton_record(pool, out, "mmlu:30")
         _, err_b = b.communicate(timeout=120)
+        assert a.poll() is None  # the first one was still recording
+        stop.stub.latency_s = 0.0
         _, err_a = a.communicate(timeout=120)
         assert a.returncode == 0, err_a
         assert b.returncode == 2 and "another `baton record` is writing this file" in err_b, err_b
@@ -281,13 +283,14 @@ def test_two_record_processes_on_one_out_one_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_kill_9_keeps_written_records_and_repeats_no_call(tmp_path):
-    url, stop = start_stub_server(faults={"latency_s": 0.05})
+    url, stop = start_stub_server(faults={"latency_s": 0.2})
     try:
         pool, out = _stub_pool_file(tmp_path, url), tmp_path / "rec.jsonl"
         a = _baton_record(pool, out, "mmlu:40")
         _wait_for(lambda: out.exists() and out.read_bytes().count(b"\n") >= 5)
         a.send_signal(signal.SIGKILL)
         a.wait(30)
+        stop.stub.latency_s = 0.0
         kept = read_records(out)  # (a torn last line would be cut here)
         assert 5 <= len(kept) < 40
         requests_before = stop.stub.requests
