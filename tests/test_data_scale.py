@@ -143,9 +143,11 @@ def test_knn_blocked_search_matches_the_full_matrix_and_bounds_memory(monkeypatc
     seen = []
     top = knn._top
     monkeypatch.setattr(knn, "_top", lambda sims, k: (seen.append(sims.shape), top(sims, k))[1])
-    monkeypatch.setattr(knn, "BLOCK_CELLS", 3000)  # 10 queries x 300 training rows per block
+    monkeypatch.setattr(knn, "QUERY_BLOCK", 16)
+    monkeypatch.setattr(knn, "TRAIN_BLOCK", 64)  # 16 queries x 64 training rows per block, top-k merged
     q, c = r.predict_quality(texts[n_tr:]), r.predict_cost(texts[n_tr:])
-    assert seen and all(a * b <= 3000 for a, b in seen) and sum(a for a, _ in seen) == n_te  # one pass, blocks
+    assert all(a <= 16 and b <= 64 for a, b in seen)  # never more than a block of similarities
+    assert sum(a for a, b in seen if b == 64) == n_te * (n_tr // 64)  # every query met every full block once
     # the reference: the whole (n_te, n_tr) similarity matrix at once
     sims = vec[n_tr:] @ vec[:n_tr].T
     idx = np.argsort(-sims, axis=1)[:, :10]

@@ -3,8 +3,9 @@ the similarity-weighted means over its k most similar training queries (cosine o
 
 Weights are 1 / (cosine distance + 1e-3), so near-duplicates dominate. `k` is tuned on the
 validation split when one is given (the k whose routed accuracy at lam=0 is highest), else
-`params["k"]` (default 20). The search runs in blocks of queries against all training queries
-(exact, no n x n matrix): memory O(block x n_train + n x m); time O(n x n_train x dim).
+`params["k"]` (default 20). The search is exact and blocked (QUERY_BLOCK queries x TRAIN_BLOCK
+training rows at a time, merging top-k lists), so memory is O(block + n x m), never n x n_train;
+time is O(n x n_train x dim).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from routers.baselines.tuning import routed_accuracy
 from routers.errors import CheckpointError
 
 K_GRID = (5, 10, 20, 50, 100)
-BLOCK_CELLS = 1 << 24  # similarities held at once (64 MB of float32): memory O(block x n_train), never n x n
+QUERY_BLOCK, TRAIN_BLOCK = 256, 16384  # similarities held at once: 256 x 16384 (16 MB float32 + indices)
 
 
 def _top(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,16 +66,27 @@ class KNNRouter(EmbeddingRouter):
         c = (w[:, :, None] * self._costs[idx]).sum(1) / w.sum(1, keepdims=True)
         return q, c
 
+    def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k (similarities, training rows) of queries `q`, most similar first, merging the
+        top-k of each TRAIN_BLOCK-row slice of the training set: memory O(len(q) x TRAIN_BLOCK)."""
+        best_s = best_i = None
+        for b in range(0, len(self._x), TRAIN_BLOCK):
+            s, i = _top(q @ self._x[b:b + TRAIN_BLOCK].T, k)
+            i = i + b
+            if best_s is not None:  # merge with the best so far
+                s, pos = _top(np.concatenate([best_s, s], axis=1), k)
+                i = np.take_along_axis(np.concatenate([best_i, i], axis=1), pos, axis=1)
+            best_s, best_i = s, i
+        return best_s, best_i
+
     def _predict_many(self, x: np.ndarray, ks) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """{k: (quality, cost)} for queries `x`, searched in blocks of queries so that at most
-        BLOCK_CELLS similarities (and block x k x m neighbour cells) are held at once."""
-        n, m, n_train = len(x), self._scores.shape[1], len(self._x)
+        """{k: (quality, cost)} for queries `x`, QUERY_BLOCK queries at a time (never n x n_train)."""
+        n, m = len(x), self._scores.shape[1]
         out = {int(k): (np.empty((n, m)), np.empty((n, m))) for k in ks}
-        step = max(1, BLOCK_CELLS // max(n_train, 1))
-        for a in range(0, n, step):
-            top, idx = _top(x[a:a + step] @ self._x.T, max(out))
+        for a in range(0, n, QUERY_BLOCK):
+            top, idx = self._search(x[a:a + QUERY_BLOCK], max(out))
             for k, (q, c) in out.items():
-                q[a:a + step], c[a:a + step] = self._combine(top[:, :k], idx[:, :k])
+                q[a:a + QUERY_BLOCK], c[a:a + QUERY_BLOCK] = self._combine(top[:, :k], idx[:, :k])
         return out
 
     def _predict(self, prompts) -> tuple[np.ndarray, np.ndarray]:
