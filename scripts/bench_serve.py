@@ -1,7 +1,8 @@
 """What the gateway costs, and whether fallback keeps clients whole. Writes one JSON.
 
 1. Overhead: the same stub worker (routers.pool.stub, a subprocess) called directly and through
-   `baton serve` (a subprocess), sequentially (latency p50/p99) and at concurrency C (throughput);
+   `baton serve` (a subprocess), sequentially (latency p50/p99), at each concurrency C (throughput,
+   default 16 and 64 in flight) and streamed (time to the first content chunk, TTFT);
    reported as added latency and ratios from this one run, for a baseline (`random`) and for a
    TRINITY checkpoint (--trinity; default outputs/demo/trinity, else a tiny random-head checkpoint
    built on the fly, labelled as such). With --litellm BIN (a `litellm` executable from a separate
@@ -67,41 +68,67 @@ def start(cmd: list[str], url: str, log: Path, env: dict | None = None) -> subpr
     return proc
 
 
-async def measure(url: str, model: str, *, n_seq: int, n_conc: int, conc: int, headers=None) -> dict[str, Any]:
-    """Sequential latency (after 5 warm-ups) and concurrent throughput of chat completions. Every
-    request's prompt is distinct, so a router's feature cache never answers for its model."""
-    counter = iter(range(10**9))
-    async with httpx.AsyncClient(timeout=120, headers=headers,
-                                 limits=httpx.Limits(max_connections=conc * 2)) as c:
+async def measure(url: str, model: str, *, n_seq: int, n_conc: int, conc: list[int], headers=None) -> dict[str, Any]:
+    """Sequential latency (after 5 warm-ups), concurrent throughput at each level of `conc`, and
+    streamed time to first content chunk. Every request's prompt is distinct, so a router's feature
+    cache never answers for its model."""
+    from routers.pool.openai_worker import ClientPool   # sharded keep-alive clients: httpcore's single
+    counter = iter(range(10**9))                         # pool costs the CLIENT O(n^2) at 64 in flight
+    pool = ClientPool()
+    if True:
         async def one() -> float:
             body = {"model": model, "max_tokens": 16,
                     "messages": [{"role": "user", "content": f"{ASK[0]['content']} (request {next(counter)})"}]}
             t0 = time.perf_counter()
-            r = await c.post(url + "/chat/completions", json=body)
+            async with pool.lease() as c:
+                r = await c.post(url + "/chat/completions", json=body, headers=headers, timeout=120)
             if r.status_code != 200:
                 raise RuntimeError(f"{url} {model}: {r.status_code} {r.text[:300]}")
             return time.perf_counter() - t0
+        async def first_chunk() -> float:
+            body = {"model": model, "max_tokens": 16, "stream": True,
+                    "messages": [{"role": "user", "content": f"{ASK[0]['content']} (request {next(counter)})"}]}
+            t0 = time.perf_counter()
+            ttft = None
+            async with pool.lease() as c, c.stream("POST", url + "/chat/completions", json=body, headers=headers,
+                                                   timeout=120) as r:
+                if r.status_code != 200:
+                    raise RuntimeError(f"{url} {model} (stream): {r.status_code} {(await r.aread())[:300]!r}")
+                async for line in r.aiter_lines():
+                    if ttft is None and '"content":"' in line.replace(" ", "") and '"content":""' not in \
+                            line.replace(" ", ""):
+                        ttft = time.perf_counter() - t0
+            if ttft is None:
+                raise RuntimeError(f"{url} {model}: the stream carried no content")
+            return ttft
         for _ in range(5):
             await one()
+            await first_chunk()
         lat = [await one() for _ in range(n_seq)]
-        sem = asyncio.Semaphore(conc)
+        ttft = [await first_chunk() for _ in range(n_seq)]
+        out = {"p50_s": float(np.percentile(lat, 50)), "p99_s": float(np.percentile(lat, 99)),
+               "ttft_p50_s": float(np.percentile(ttft, 50)), "ttft_p99_s": float(np.percentile(ttft, 99)),
+               "n_seq": n_seq, "n_conc": n_conc, "throughput_rps": {}}
+        for k in conc:
+            sem = asyncio.Semaphore(k)
 
-        async def limited() -> float:
-            async with sem:
-                return await one()
-        t0 = time.perf_counter()
-        await asyncio.gather(*[limited() for _ in range(n_conc)])
-        wall = time.perf_counter() - t0
-    a = np.asarray(lat)
-    return {"p50_s": float(np.percentile(a, 50)), "p99_s": float(np.percentile(a, 99)),
-            "throughput_rps": n_conc / wall, "n_seq": n_seq, "n_conc": n_conc, "concurrency": conc}
+            async def limited() -> float:
+                async with sem:
+                    return await one()
+            t0 = time.perf_counter()
+            await asyncio.gather(*[limited() for _ in range(n_conc)])
+            out["throughput_rps"][str(k)] = n_conc / (time.perf_counter() - t0)
+    await pool.aclose()
+    return out
 
 
 def compare(direct: dict[str, Any], via: dict[str, Any]) -> dict[str, Any]:
     return {"added_p50_ms": 1000 * (via["p50_s"] - direct["p50_s"]),
             "added_p99_ms": 1000 * (via["p99_s"] - direct["p99_s"]),
+            "added_ttft_p50_ms": 1000 * (via["ttft_p50_s"] - direct["ttft_p50_s"]),
             "p50_ratio": via["p50_s"] / direct["p50_s"], "p99_ratio": via["p99_s"] / direct["p99_s"],
-            "throughput_ratio": via["throughput_rps"] / direct["throughput_rps"]}
+            "throughput_ratio": {k: via["throughput_rps"][k] / direct["throughput_rps"][k]
+                                 for k in direct["throughput_rps"]}}
 
 
 def tiny_trinity(path: Path, workers: list[str]) -> Path:
@@ -118,7 +145,7 @@ def tiny_trinity(path: Path, workers: list[str]) -> Path:
 
 
 def stub_pool(path: Path, url: str, names: list[str], **limits) -> Path:
-    path.write_text(yaml.safe_dump({"name": "bench-stub", "defaults": {"retries": 1, "timeout": 30, **limits},
+    path.write_text(yaml.safe_dump({"name": "bench-stub", "defaults": {"retries": 1, "timeout": 30, "max_concurrency": 256, **limits},
                                     "workers": [{"name": n, "backend": "openai", "model": f"bench-{n}",
                                                  "base_url": url, "api_key_env": None} for n in names]}))
     return path
@@ -131,7 +158,7 @@ def overhead(args, work: Path) -> dict[str, Any]:
     procs = [stub]
     stub_url = f"http://127.0.0.1:{stub_port}/v1"
     try:
-        kw = dict(n_seq=args.n_seq, n_conc=args.n_conc, conc=args.concurrency)
+        kw = dict(n_seq=args.n_seq, n_conc=args.n_conc, conc=[int(x) for x in str(args.concurrency).split(",")])
         out["direct"] = asyncio.run(measure(stub_url, "bench-direct", **kw))
         print("direct:", json.dumps(out["direct"]), flush=True)
         # baseline router over one stub worker
@@ -145,7 +172,8 @@ def overhead(args, work: Path) -> dict[str, Any]:
             twork = ["w1", "w2", "w3"]
             trinity = tiny_trinity(work / "trinity-tiny", twork)
             label = "trinity-tiny (random head, tiny random Llama coordinator; demo checkpoint absent)"
-        targets.append(("trinity", [f"trinity={trinity}"], twork))
+        if not args.skip_trinity:
+            targets.append(("trinity", [f"trinity={trinity}"], twork))
         for name, routers, workers in targets:
             port = free_port()
             pool = stub_pool(work / f"pool-{name}.yaml", stub_url, workers)
@@ -161,6 +189,9 @@ def overhead(args, work: Path) -> dict[str, Any]:
             print(f"{name}:", json.dumps(out[name]), flush=True)
             gw.terminate()
             gw.wait(20)
+        if args.litellm is None:             # LiteLLM in the same run whenever it is installed
+            import shutil
+            args.litellm = shutil.which("litellm") or shutil.which("litellm", path=str(Path(sys.executable).parent))
         if args.litellm:
             port = free_port()
             cfg = work / "litellm.yaml"
@@ -177,7 +208,8 @@ def overhead(args, work: Path) -> dict[str, Any]:
             except RuntimeError as e:
                 out["litellm"] = {"error": str(e), "log_tail": (work / "litellm.log").read_text()[-2000:]}
         else:
-            out["litellm"] = {"skipped": "no --litellm executable given (see the report for whether it installs)"}
+            out["litellm"] = {"skipped": "litellm is not installed (no --litellm executable, none on PATH or in "
+                                         "this venv): no comparison in this run"}
     finally:
         for p in procs:
             if p.poll() is None:
@@ -269,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--litellm", default=None, help="path to a `litellm` executable (separate venv)")
     ap.add_argument("--n-seq", type=int, default=200)
     ap.add_argument("--n-conc", type=int, default=400)
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--concurrency", default="16,64", help="comma-separated requests in flight")
+    ap.add_argument("--skip-trinity", action="store_true", help="only the baseline router")
     ap.add_argument("--n-faults", type=int, default=2000)
     ap.add_argument("--fault-concurrency", type=int, default=32)
     ap.add_argument("--fail-rate", type=float, default=0.3)

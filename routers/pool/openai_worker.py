@@ -1,6 +1,6 @@
 """Any OpenAI-compatible chat endpoint (OpenAI, OpenRouter, vLLM, llama.cpp, the SmolLM2 script)
-over ONE shared pooled httpx client per event loop (keep-alive connections reused by every worker
-and request; no per-call SDK object building), plain or streamed (`stream`: server-sent events).
+over shared keep-alive httpx clients (one `ClientPool` per event loop, reused by every worker and
+request; no per-call SDK object building), plain or streamed (`stream`: server-sent events).
 
 The request is the caller's OpenAI request, forwarded unchanged: messages with full content (tool
 messages, assistant tool calls, image parts), sampling parameters and the pass-through fields
@@ -18,6 +18,7 @@ context-length errors fail at once. Every failure leaves as a typed `WorkerError
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import os
@@ -39,17 +40,53 @@ API_PARAMS = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "st
               "presence_penalty", "frequency_penalty", "logit_bias", "user", "n", *PASSTHROUGH_PARAMS,
               "extra_body")  # extra_body: provider-specific fields (e.g. OpenRouter `reasoning`), merged in
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_CLIENTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
-_LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
+SHARD_CONNECTIONS = 8
 
 
-def shared_client() -> httpx.AsyncClient:
-    """The running loop's pooled client (httpx pools belong to one loop)."""
+class ClientPool:
+    """Keep-alive httpx clients shared by every worker on one event loop, each holding at most
+    `SHARD_CONNECTIONS` connections, the least busy leased first (a new one when all are full).
+
+    Why shards: httpcore's pool does O(connections^2) work per request (its
+    `_assign_requests_to_connections` re-counts the connections for every idle one); with one
+    client at 64 requests in flight that was 85% of the gateway's CPU (cProfile,
+    scripts/bench_serve.py). Shards of 8 keep it small while connections are still reused."""
+
+    def __init__(self):
+        self.clients: list[httpx.AsyncClient] = []
+        self.busy: list[int] = []
+
+    @contextlib.asynccontextmanager
+    async def lease(self):
+        i = min(range(len(self.clients)), key=self.busy.__getitem__, default=None)
+        if i is None or self.busy[i] >= SHARD_CONNECTIONS:
+            limits = httpx.Limits(max_connections=SHARD_CONNECTIONS, max_keepalive_connections=SHARD_CONNECTIONS,
+                                  keepalive_expiry=60)
+            self.clients.append(httpx.AsyncClient(limits=limits, timeout=60.0, trust_env=False))
+            self.busy.append(0)
+            i = len(self.clients) - 1
+        self.busy[i] += 1
+        try:
+            yield self.clients[i]
+        finally:
+            self.busy[i] -= 1
+
+    async def aclose(self) -> None:
+        for c in self.clients:
+            await c.aclose()
+        self.clients, self.busy = [], []
+
+
+_POOLS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClientPool]" = weakref.WeakKeyDictionary()
+
+
+def client_pool() -> ClientPool:
+    """The running loop's client pool (httpx clients belong to one loop)."""
     loop = asyncio.get_running_loop()
-    c = _CLIENTS.get(loop)
-    if c is None or c.is_closed:
-        c = _CLIENTS[loop] = httpx.AsyncClient(limits=_LIMITS, timeout=60.0, trust_env=False)
-    return c
+    p = _POOLS.get(loop)
+    if p is None:
+        p = _POOLS[loop] = ClientPool()
+    return p
 
 
 def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None:
@@ -219,7 +256,8 @@ class OpenAIWorker(Worker):
         async with self._sem():
             t0 = time.perf_counter()
             try:
-                r = await shared_client().post(**req, timeout=self.timeout)
+                async with client_pool().lease() as client:
+                    r = await client.post(**req, timeout=self.timeout)
             except Exception as e:  # noqa: BLE001 - every failure becomes a typed WorkerError
                 raise self._map_error(e) from e
             latency = time.perf_counter() - t0
@@ -273,7 +311,8 @@ class OpenAIWorker(Worker):
         async with self._sem():
             t0 = time.perf_counter()
             try:
-                async with shared_client().stream("POST", **req, timeout=self.timeout) as r:
+                async with client_pool().lease() as client, \
+                        client.stream("POST", **req, timeout=self.timeout) as r:
                     if r.status_code != 200:
                         raise self._status_error(r.status_code, r.headers, await r.aread())
                     async for line in r.aiter_lines():
@@ -334,9 +373,9 @@ class OpenAIWorker(Worker):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        c = _CLIENTS.pop(loop, None)
-        if c is not None:
-            await c.aclose()
+        p = _POOLS.pop(loop, None)
+        if p is not None:
+            await p.aclose()
 
 
 def make_worker(name: str, spec: dict[str, Any], where: str) -> OpenAIWorker:

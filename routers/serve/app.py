@@ -218,9 +218,11 @@ class Gateway:
                                    request_messages=messages, full_messages=raw["messages"],
                                    passthrough={k: raw[k] for k in PASSTHROUGH_PARAMS if raw.get(k) is not None},
                                    needs=req.needs_single_worker(), sink=sink)
-            task = asyncio.ensure_future(self._answer(router, messages, caller, lam))
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            if sink is not None:
+            if sink is None:
+                episode = await self._answer(router, messages, caller, lam)
+            else:                              # the answer may start streaming before the episode ends
+                task = asyncio.ensure_future(self._answer(router, messages, caller, lam))
                 started = asyncio.ensure_future(sink.started.wait())
                 try:
                     await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -229,7 +231,7 @@ class Gateway:
                 if sink.started.is_set():      # the answering worker is streaming: pass it on live
                     live = self._live(rid, t0, rec, router, lam, tenant, caller, sink, task, include_usage)
                     return StreamingResponse(live, media_type="text/event-stream", headers={"x-request-id": rid})
-            episode = await task
+                episode = await task
             latency = time.perf_counter() - t0
             route = self.route_summary(rid, router, lam, tenant, episode, caller, latency)
             self._record_success(rec, episode, route, caller)
