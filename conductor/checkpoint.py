@@ -46,7 +46,7 @@ def conductor_config(env: ConductorEnv) -> dict[str, Any]:
     return {"router_type": "conductor", "format_version": FORMAT_VERSION, "name": cfg.name,
             "workers": workers, "template": cfg.prompt.template, "few_shot": cfg.prompt.few_shot,
             "prefill": cfg.prompt.prefill, "max_steps": cfg.workflow.max_steps,
-            "max_new_tokens": cfg.policy.max_completion_length,
+            "max_new_tokens": cfg.grpo["max_completion_length"],
             "use_subtasks": cfg.workflow.use_subtasks, "force_worker": cfg.workflow.force_worker,
             "fallback_worker": cfg.workflow.fallback_worker or env.workers[0],
             "recursion": {"enabled": cfg.recursion.enabled, "max_depth": cfg.recursion.max_depth,

@@ -1,12 +1,13 @@
 """Train a Conductor with trl's GRPOTrainer: the reward executes each sampled workflow.
 
-    cfg = load_config("configs/conductor/demo.yaml", ["train.steps=5"])
+    cfg = load_config("configs/conductor/demo.yaml", ["grpo.max_steps=5"])
     summary = train(cfg, out="outputs/conductor-demo")      # checkpoint + reward_curve.{json,png}
 
 GRPO as in the paper: no KL term (beta 0), group-normalized advantages, lr 1e-6 with a cosine
-schedule (configs override it for short CPU runs). Each prompt shows a random subset of the pool
+schedule (configs override it for short CPU runs). The `grpo` section is trl's GRPOConfig (any field:
+loss_type, use_vllm, epsilon, ...). Each prompt shows a random subset of the pool
 when `pool.subset` is set (adaptive pools). Trainer checkpoints go to `<out>/trainer/checkpoint-N`
-every `train.save_steps`; `--resume` continues from the last one. Multi-GPU: `accelerate launch
+every `grpo.save_steps`; `--resume` continues from the last one. Multi-GPU: `accelerate launch
 scripts/train_conductor.py --config ...` (the trainer shards generation and the reward batch).
 """
 
@@ -56,23 +57,22 @@ def split_items(env: ConductorEnv) -> tuple[list, list]:
 
 
 def grpo_config(cfg: ConductorConfig, out: Path):
+    """trl.GRPOConfig from `cfg.grpo` (already validated by TRL at load) plus the fields our own
+    keys set (config.GRPO_DERIVED); on a machine without CUDA it runs on the CPU unless grpo.use_cpu
+    says otherwise."""
     from trl import GRPOConfig
 
-    t = cfg.train
-    use_cpu = (not torch.cuda.is_available()) if t.use_cpu is None else t.use_cpu
+    g, t = dict(cfg.grpo), cfg.train
+    g.setdefault("use_cpu", not torch.cuda.is_available())
+    g.setdefault("run_name", cfg.name)
     if t.wandb:
         os.environ.setdefault("WANDB_MODE", "offline")
         os.environ.setdefault("WANDB_DIR", str(out))
-    return GRPOConfig(
-        output_dir=str(out / "trainer"), run_name=cfg.name, max_steps=t.steps,
-        per_device_train_batch_size=t.prompts_per_step * t.num_generations,
-        num_generations=t.num_generations, learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps, beta=t.beta,
-        max_completion_length=cfg.policy.max_completion_length, temperature=cfg.policy.temperature,
-        save_strategy="steps", save_steps=t.save_steps, logging_steps=t.logging_steps, seed=t.seed,
-        report_to=["wandb"] if t.wandb else "none", use_cpu=use_cpu, bf16=t.bf16,
-        remove_unused_columns=False, shuffle_dataset=True,
-        activation_checkpointing=t.gradient_checkpointing)  # trl defaults it on; off for small policies
+    try:
+        return GRPOConfig(output_dir=str(out / "trainer"), per_device_train_batch_size=t.prompts_per_step * g["num_generations"],
+                          report_to=["wandb"] if t.wandb else "none", remove_unused_columns=False, **g)
+    except ValueError as e:  # what only this machine can refuse (bf16 without a GPU, ...)
+        raise ConfigError(f"grpo: {e} (trl.GRPOConfig on this machine)") from None
 
 
 def build_trainer(cfg: ConductorConfig, out: Path, env: ConductorEnv, train_items: list,
@@ -86,14 +86,14 @@ def build_trainer(cfg: ConductorConfig, out: Path, env: ConductorEnv, train_item
     if model is None:
         model, tokenizer = load_policy(cfg.policy.model, cfg.policy.dtype)
     env.add_items(train_items)
-    rows = env.dataset_rows(train_items, cfg.train.seed)
+    rows = env.dataset_rows(train_items, cfg.grpo["seed"])
     reward = WorkflowReward(env)
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=grpo_config(cfg, out),
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     if cfg.recursion.enabled:  # nested workflows are written by the current policy, greedily
         def generate(prompts: list[str]) -> list[str]:
             m = trainer.accelerator.unwrap_model(trainer.model)
-            return Generator(m, tokenizer, cfg.policy.max_completion_length).texts(prompts)
+            return Generator(m, tokenizer, cfg.grpo["max_completion_length"]).texts(prompts)
         reward.generate = generate
     return trainer, reward
 
@@ -156,12 +156,12 @@ def train(cfg: ConductorConfig, out: str | Path | None = None, *, resume: bool =
     if cfg.warmstart.steps and not resume:
         from conductor.warmstart import format_targets, warm_start
         ws = cfg.warmstart
-        pairs = format_targets(env, train_items, [r["workers"] for r in trainer.train_dataset], cfg.train.seed,
+        pairs = format_targets(env, train_items, [r["workers"] for r in trainer.train_dataset], cfg.grpo["seed"],
                                max_len=1)
         losses = warm_start(model, tok, pairs, steps=ws.steps, lr=ws.learning_rate,
-                            batch_size=ws.batch_size, seed=cfg.train.seed, progress=progress)
+                            batch_size=ws.batch_size, seed=cfg.grpo["seed"], progress=progress)
         summary["warmstart_loss"] = {"first": losses[0], "last": losses[-1]}
-    greedy = Generator(model, tok, cfg.policy.max_completion_length)
+    greedy = Generator(model, tok, cfg.grpo["max_completion_length"])
     if evaluate and eval_items and not resume:
         summary["eval_before"] = evaluate_policy(greedy, env, eval_items, progress=progress)
     trainer.train(resume_from_checkpoint=last)
@@ -169,7 +169,7 @@ def train(cfg: ConductorConfig, out: str | Path | None = None, *, resume: bool =
         return summary
     model = trainer.accelerator.unwrap_model(trainer.model)
     if evaluate and eval_items:
-        summary["eval_after"] = evaluate_policy(Generator(model, tok, cfg.policy.max_completion_length),
+        summary["eval_after"] = evaluate_policy(Generator(model, tok, cfg.grpo["max_completion_length"]),
                                                 env, eval_items, progress=progress)
     save_conductor(model, tok, env, out)
     curve = reward_curve(trainer.state.log_history)

@@ -58,9 +58,9 @@ def _grpo_bench(steps: int, threads: int) -> dict:
     from conductor.env import ConductorEnv
     from conductor.train import build_trainer, split_items
 
-    cfg = load_config(None, ["policy.model=tiny", "policy.max_completion_length=16", f"train.steps={steps + 1}",
-                             "train.prompts_per_step=2", "train.num_generations=4", "train.wandb=false",
-                             "train.save_steps=1000", "data.train_limit=16", "data.eval_limit=0"])
+    cfg = load_config(None, ["policy.model=tiny", "grpo.max_completion_length=16", f"grpo.max_steps={steps + 1}",
+                             "train.prompts_per_step=2", "grpo.num_generations=4", "train.wandb=false",
+                             "grpo.save_steps=1000", "data.train_limit=16", "data.eval_limit=0"])
     torch.set_num_threads(threads)
     env = ConductorEnv.from_config(cfg)
     train_items, _ = split_items(env)

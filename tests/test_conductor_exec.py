@@ -112,8 +112,8 @@ def test_cost_penalty_and_worker_subset():
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="reward.wrongg"):
         load_config(None, ["reward.wrongg=1"])
-    with pytest.raises(ConfigError, match="train.steps"):
-        load_config(None, ["train.steps=many"])
+    with pytest.raises(ConfigError, match="grpo.max_steps"):
+        load_config(None, ["grpo.max_steps=many"])
     bad = tmp_path / "c.yaml"
     bad.write_text("policy:\n  model: [1]\n")
     with pytest.raises(ConfigError, match=r"c.yaml.*policy.model"):
@@ -161,7 +161,7 @@ def test_adaptive_pool_subsets_are_within_bounds():
         listed = row["prompt"].split("Question:")[0]
         assert all(f"- {w}" in listed for w in row["workers"])
         assert all(f"- {w}" not in listed for w in set(env.workers) - set(row["workers"]))
-    assert isinstance(ConductorConfig().train.learning_rate, float)
+    assert isinstance(ConductorConfig().grpo["seed"], int)
 
 
 def test_ablation_configs_inherit_from_their_base():

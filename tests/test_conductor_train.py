@@ -13,8 +13,8 @@ from conductor.policy import Generation
 from routers.errors import CheckpointError, ConfigError
 from routers.pool.base import WorkerReply
 
-TINY = ["policy.model=tiny", "policy.max_completion_length=8", "train.steps=1", "train.prompts_per_step=1",
-        "train.num_generations=2", "train.save_steps=1", "train.wandb=false", "train.learning_rate=1e-3",
+TINY = ["policy.model=tiny", "grpo.max_completion_length=8", "grpo.max_steps=1", "train.prompts_per_step=1",
+        "grpo.num_generations=2", "grpo.save_steps=1", "train.wandb=false", "grpo.learning_rate=1e-3",
         "data.train_limit=4", "data.eval_limit=3", "workflow.max_steps=2", "prompt.prefill='model_id = [\"'"]
 
 
@@ -33,7 +33,7 @@ def test_grpo_step_saves_and_resumes(trained):
     assert [c["step"] for c in s["curve"]] == [1] and 0.0 <= s["curve"][0]["reward"] <= 1.0
     assert json.loads((out / "reward_curve.json").read_text()) == s["curve"]
     assert (out / "reward_curve.png").stat().st_size > 0 and s["eval_after"]["n"] == 3
-    s2 = train(load_config(None, TINY + ["train.steps=2"]), out, resume=True, progress=False)
+    s2 = train(load_config(None, TINY + ["grpo.max_steps=2"]), out, resume=True, progress=False)
     assert s2["resumed_from"].endswith("checkpoint-1")
     assert (out / "trainer" / "checkpoint-2").is_dir() and [c["step"] for c in s2["curve"]][-1] == 2
 

@@ -24,21 +24,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("override,message", [
-    ("train.learning_rate=-0.1", r"train\.learning_rate: must be > 0, got -0\.1"),
+    ("grpo.learning_rate=-0.1", r"grpo\.learning_rate: must be > 0, got -0\.1"),
     ("train.prompts_per_step=0", r"train\.prompts_per_step: must be >= 1, got 0"),
-    ("policy.temperature=0", r"policy\.temperature: must be > 0, got 0"),
-    ("policy.temperature=-1", r"policy\.temperature: must be > 0"),
-    ("policy.max_completion_length=0", r"policy\.max_completion_length: must be >= 1, got 0"),
+    ("grpo.temperature=0", r"grpo\.temperature: must be > 0, got 0"),
+    ("grpo.temperature=-1", r"grpo\.temperature: must be > 0"),
+    ("grpo.max_completion_length=0", r"grpo\.max_completion_length: must be >= 1, got 0"),
     ("data.train_limit=0", r"data\.train_limit: must be >= 1, got 0"),
     ("data.train_limit=-3", r"data\.train_limit: must be >= 1"),
     ("warmstart.steps=-1", r"warmstart\.steps: must be >= 0, got -1"),
-    ("train.seed=-1", r"train\.seed: must be >= 0, got -1"),
+    ("grpo.seed=-1", r"grpo\.seed: must be >= 0, got -1"),
     ("data.seed=-5", r"data\.seed: must be >= 0, got -5"),
     ("policy.model=''", r"policy\.model: must not be empty"),
     ("policy.model=null", r"policy\.model: expected a string, got None"),
-    ("train.steps=-1", r"train\.steps: must be >= 1, got -1"),
-    ("train.steps=0", r"train\.steps: must be >= 1, got 0"),
-    ("train.num_generations=1", r"train\.num_generations: must be >= 2, got 1 \(GRPO compares a group\)"),
+    ("grpo.max_steps=-1", r"grpo\.max_steps: must be >= 1, got -1"),
+    ("grpo.max_steps=0", r"grpo\.max_steps: must be >= 1, got 0"),
+    ("grpo.num_generations=1", r"grpo\.num_generations: must be >= 2, got 1 \(GRPO compares a group\)"),
     ("recursion.discount=1", r"recursion\.discount: must be < 1"),
     ("workflow.max_steps=0", r"workflow\.max_steps: must be >= 1"),
     ("policy.dtype=float8", r"policy\.dtype: 'float8' is not one of float32, bfloat16, float16"),
@@ -79,8 +79,8 @@ def test_trinity_refuses_bad_values_at_load(tmp_path, override, message):
 
 
 def test_good_boundary_values_still_load():
-    c = load_conductor(None, ["warmstart.steps=0", "data.seed=0", "data.eval_limit=0", "train.steps=1"])
-    assert c.warmstart.steps == 0 and c.train.steps == 1
+    c = load_conductor(None, ["warmstart.steps=0", "data.seed=0", "data.eval_limit=0", "grpo.max_steps=1"])
+    assert c.warmstart.steps == 0 and c.grpo["max_steps"] == 1
     t = load_trinity(None, ["data.limit=1", "data.validation_fraction=0.0", "train.popsize=null", "data.limit=null"])
     assert t.data.limit is None and t.train.popsize is None
 
