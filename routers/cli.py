@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--concurrency", type=int, default=8)
     r.add_argument("--cache", default=None, help="SQLite response cache path")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--processes", type=int, default=1,
+                   help="recorder processes sharing the calls (one process tops out near 1 ms of CPU per request)")
     r.set_defaults(_fn="routers.record:cli_record")
 
     # baton train {trinity,conductor}

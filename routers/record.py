@@ -29,6 +29,8 @@ import fcntl
 import hashlib
 import json
 import os
+import pickle
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -38,7 +40,7 @@ import numpy as np
 
 from routers.data.schema import RoutingDataset
 from routers.data.splits import assign_splits
-from routers.errors import DataError
+from routers.errors import ConfigError, DataError
 from routers.pool.base import WorkerError
 from routers.tasks import Task, TaskItem, get_task, load_task_items
 
@@ -158,6 +160,12 @@ def _exclusive_append(out: Path):
         f.close()
 
 
+def _line(row: dict[str, Any]) -> bytes:
+    """A record line. A lone surrogate in a reply becomes its JSON escape (\\ud800), so a line is
+    always writable."""
+    return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+
+
 class _GroupWriter:
     """Appends finished lines to the record file from one background task. Lines that arrive while
     a write+fsync is under way go out together in the next one (group commit), so a durable run
@@ -174,9 +182,7 @@ class _GroupWriter:
     def put(self, row: dict[str, Any]) -> None:
         if self._task.done():  # the writer failed (disk full...): stop recording, say why
             self._task.result()
-        # a lone surrogate in a reply becomes its JSON escape (\\ud800): the line is always writable
-        line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
-        self.queue.append((line, row))
+        self.queue.append((_line(row), row))
         self._wake.set()
 
     async def _run(self) -> None:
@@ -216,21 +222,9 @@ async def arecord(pool, items: list[TaskItem], out_path: str | Path, *, concurre
     from tqdm.auto import tqdm
 
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ids = [it.id for it in items]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"duplicate item id {next(i for i in ids if ids.count(i) > 1)!r} in the items to record")
     names = list(pool.names)
-    with _exclusive_append(out) as f:
-        done = read_records(out)
-        for i, r in enumerate(done, 1):
-            if set(r["results"]) != set(names):  # resuming with another pool would leave holes
-                raise DataError(f"query {r['id']!r} was recorded with workers {sorted(r['results'])}, but this "
-                                f"pool has {sorted(names)}; record into a new file", file=str(out), row=i)
-        check_run_args(out, {**(run_args or {}), "seed": seed, "workers": sorted(names), "params": params,
-                             "task_params": task_params}, has_records=bool(done))
-        done_ids = {r["id"] for r in done}
-        pending = [it for it in items if it.id not in done_ids]
+    args = {**(run_args or {}), "seed": seed, "workers": sorted(names), "params": params, "task_params": task_params}
+    with _resume(out, items, names, args) as (f, done, pending):
         if hasattr(pool, "register"):  # a simulated pool answers only items it knows
             pool.register(pending, tasks)
         with tqdm(total=len(pending), disable=not progress, desc=f"record {out.name}", unit="query",
@@ -241,16 +235,38 @@ async def arecord(pool, items: list[TaskItem], out_path: str | Path, *, concurre
                                       params=params, tasks=tasks, retries=retries, task_params=task_params)
             finally:  # queries already finished reach the file even when another one failed
                 await writer.close()
-    new_rows = writer.written
-    rows = done + new_rows  # file order: the returned dataset is what load_dataset(out) reads
+    # file order: the returned dataset is what load_dataset(out) reads
+    return _recorded(done + writer.written, out, seed=seed, new=len(writer.written), resumed=len(done))
+
+
+@contextlib.contextmanager
+def _resume(out: Path, items: list[TaskItem], names: list[str], args: dict[str, Any]):
+    """(the locked file, its finished rows, the items still to record), after refusing what a resume
+    must not mix: duplicate items, rows of another pool, other run arguments."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"duplicate item id {next(i for i in ids if ids.count(i) > 1)!r} in the items to record")
+    with _exclusive_append(out) as f:
+        done = read_records(out)
+        for i, r in enumerate(done, 1):
+            if set(r["results"]) != set(names):  # resuming with another pool would leave holes
+                raise DataError(f"query {r['id']!r} was recorded with workers {sorted(r['results'])}, but this "
+                                f"pool has {sorted(names)}; record into a new file", file=str(out), row=i)
+        check_run_args(out, args, has_records=bool(done))
+        done_ids = {r["id"] for r in done}
+        yield f, done, [it for it in items if it.id not in done_ids]
+
+
+def _recorded(rows: list[dict[str, Any]], out: Path, *, seed: int, new: int, resumed: int) -> RoutingDataset:
     ds = records_to_dataset(rows, file=str(out), name=out.stem, seed=seed)
     if ds.meta["errors"]:
         print(f"record: worker errors (cells left without a score): {ds.meta['errors']}", file=sys.stderr)
-    ds.meta.update(path=str(out), new=len(new_rows), resumed=len(done))
+    ds.meta.update(path=str(out), new=new, resumed=resumed)
     return ds
 
 
-async def _record_pending(pool, pending: list[TaskItem], names: list[str], writer: _GroupWriter, *,
+async def _record_pending(pool, pending: list[TaskItem], names: list[str], writer, *,
                           concurrency: int, seed: int, params: dict[str, Any] | None,
                           tasks: dict[str, Task] | None, retries: int,
                           task_params: dict[str, dict[str, Any]] | None) -> None:
@@ -356,27 +372,175 @@ async def _record_with_pool(pool_path: str, items: list[TaskItem], out: str, *, 
             await close()
 
 
+# -- several recorder processes --------------------------------------------------------------------
+# One Python process tops out at what its HTTP client costs per request (~1-2 ms of CPU with the
+# openai SDK), so `processes > 1` shards the pending items over that many processes, each with its
+# own pool and event loop, while this process alone holds the file lock and writes the lines.
+
+class _PipeWriter:
+    """A shard's writer: every finished line goes to the parent, the only writer of the file."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def put(self, row: dict[str, Any]) -> None:
+        self.conn.send_bytes(_line(row))
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: SIGKILL this process when its parent dies (kill -9 included), so no shard goes on
+    paying for calls whose lines nobody will write."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _shard_main(conn, parent_pid: int, pool_path: str, cache: str | None, items: list[TaskItem],
+                names: list[str], kw: dict[str, Any]) -> None:
+    _die_with_parent(parent_pid)
+
+    async def main() -> None:
+        from routers.pool.config import load_pool
+
+        pool = load_pool(pool_path, cache=cache)
+        try:
+            if list(pool.names) != names:
+                raise DataError(f"the pool changed while recording: {pool.names} != {names}", file=str(pool_path))
+            if hasattr(pool, "register"):
+                pool.register(items, None)
+            await _record_pending(pool, items, names, _PipeWriter(conn), **kw)
+        finally:
+            close = getattr(pool, "aclose", None)
+            if close is not None:
+                await close()
+
+    try:
+        asyncio.run(main())
+    except BaseException as e:  # noqa: BLE001 - every failure goes to the parent, which raises it
+        try:
+            exc = pickle.loads(pickle.dumps(e))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle travels as text
+            exc = None
+        conn.send_bytes(b"\0" + pickle.dumps((f"{type(e).__name__}: {e}", exc)))
+        return
+    conn.send_bytes(b"")  # finished
+
+
+def _record_processes(pool_path: str, items: list[TaskItem], out: Path, *, processes: int, cache: str | None,
+                      concurrency: int, seed: int, params: dict[str, Any] | None,
+                      task_params: dict[str, dict[str, Any]] | None, run_args: dict[str, Any] | None,
+                      progress: bool = True, durable: bool = True) -> RoutingDataset:
+    """`arecord` over `processes` shard processes (spawned, each `concurrency / processes` calls in
+    flight, and its own pool, so a worker's `max_concurrency` applies per process). Lines that
+    arrive while an fsync runs are written together in the next one."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    from tqdm.auto import tqdm
+
+    from routers.pool.config import load_pool
+
+    probe = load_pool(pool_path)  # for the worker names; every shard builds its own pool
+    names = list(probe.names)
+    if hasattr(probe, "aclose"):
+        asyncio.run(probe.aclose())
+    args = {**(run_args or {}), "seed": seed, "workers": sorted(names), "params": params, "task_params": task_params}
+    ctx = mp.get_context("spawn")  # never fork a process that may hold threads and an event loop
+    with _resume(out, items, names, args) as (f, done, pending):
+        shards = [sh for sh in (pending[i::processes] for i in range(processes)) if sh]
+        kw = dict(concurrency=max(1, -(-concurrency // max(1, len(shards)))), seed=seed, params=params,
+                  tasks=None, retries=2, task_params=task_params)
+        procs: dict[Any, Any] = {}
+        written, failure = 0, None
+        try:
+            for shard in shards:
+                here, there = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_shard_main, args=(there, os.getpid(), pool_path, cache, shard, names, kw),
+                                   daemon=True, name="baton-record-shard")
+                proc.start()
+                there.close()
+                procs[here] = proc
+            live = set(procs)
+            with tqdm(total=len(pending), disable=not progress, desc=f"record {out.name}", unit="query",
+                      mininterval=1.0) as bar:
+                while live and failure is None:
+                    batch = []
+                    for conn in wait(list(live)):
+                        for _ in range(10_000):  # what this shard has sent so far
+                            try:
+                                msg = conn.recv_bytes()
+                            except EOFError:
+                                live.discard(conn)
+                                failure = failure or (f"a record process exited (code {procs[conn].exitcode}) "
+                                                      "before finishing", None)
+                                break
+                            if not msg:
+                                live.discard(conn)
+                                break
+                            if msg[:1] == b"\0":
+                                live.discard(conn)
+                                failure = failure or pickle.loads(msg[1:])  # from our own child process
+                                break
+                            batch.append(msg)
+                            if not conn.poll():
+                                break
+                    if batch:
+                        f.write(b"".join(batch))
+                        f.flush()
+                        if durable:
+                            os.fsync(f.fileno())
+                        written += len(batch)
+                        bar.update(len(batch))
+        finally:
+            for proc in procs.values():
+                if proc.is_alive():
+                    proc.kill()
+            for proc in procs.values():
+                proc.join()
+        if failure is not None:
+            text, exc = failure
+            if isinstance(exc, BaseException):
+                raise exc
+            raise RuntimeError(f"record: {text}")
+    rows = read_records(out)  # file order, as load_dataset(out) reads it
+    return _recorded(rows, out, seed=seed, new=written, resumed=len(done))
+
+
 def run_record(pool_path: str, tasks_spec: str, out: str, *, limit: int | None = None, concurrency: int = 8,
                cache: str | None = None, seed: int = 0, params: dict[str, Any] | None = None,
-               task_params: dict[str, dict[str, Any]] | None = None) -> RoutingDataset:
+               task_params: dict[str, dict[str, Any]] | None = None, processes: int = 1) -> RoutingDataset:
     """What `baton record` and scripts/build_routing_data.py do. The response cache defaults to
-    OUT + ".cache.sqlite", so a rerun after a crash repeats no paid call."""
+    OUT + ".cache.sqlite", so a rerun after a crash repeats no paid call. `processes` > 1 shards
+    the calls over that many processes (for thousands of requests per second)."""
     from routers.pool.config import pool_path as resolve_pool
 
+    if processes < 1:
+        raise ConfigError(f"--processes: must be >= 1, got {processes}")
+    if concurrency < 1:
+        raise ConfigError(f"--concurrency: must be >= 1, got {concurrency}")
     items = load_task_items(tasks_spec, limit=limit, seed=seed)
     cache = cache or str(Path(out)) + ".cache.sqlite"
     run_args = {"tasks": tasks_spec, "limit": limit, "pool": str(resolve_pool(pool_path).resolve())}
-    ds = asyncio.run(_record_with_pool(pool_path, items, out, cache=cache, concurrency=concurrency,
-                                       seed=seed, params=params, task_params=task_params, run_args=run_args))
+    if processes > 1:
+        ds = _record_processes(pool_path, items, Path(out), processes=processes, cache=cache,
+                               concurrency=concurrency, seed=seed, params=params, task_params=task_params,
+                               run_args=run_args)
+    else:
+        ds = asyncio.run(_record_with_pool(pool_path, items, out, cache=cache, concurrency=concurrency,
+                                           seed=seed, params=params, task_params=task_params, run_args=run_args))
     print(summarize(ds))
     return ds
 
 
 def cli_record(args) -> int:
     """`baton record --pool P --tasks mmlu:200,gsm8k:50 --out F [--limit N] [--concurrency C]
-    [--cache DB] [--seed S]`."""
+    [--cache DB] [--seed S] [--processes N]`."""
     run_record(args.pool, args.tasks, args.out, limit=args.limit, concurrency=args.concurrency,
-               cache=args.cache, seed=args.seed)
+               cache=args.cache, seed=args.seed, processes=getattr(args, "processes", 1))
     return 0
 
 

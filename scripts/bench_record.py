@@ -1,7 +1,7 @@
 """`baton record` throughput against a pool of stub OpenAI servers, and resume after kill -9.
 
     python scripts/bench_record.py                       # mmlu+gsm8k (15,361 queries) x 4 workers
-    python scripts/bench_record.py --tasks mmlu:2000 --concurrency 128   # a short run
+    python scripts/bench_record.py --tasks mmlu:2000 --processes 1,2     # a short run
 
 Each worker is its own stub server (`routers.pool.stub`, in this process's threads) behind the
 openai backend, so the recorder pays what it pays against a real endpoint: HTTP, the SDK, the
@@ -11,13 +11,15 @@ SQLite response cache, grading, and a group-committed fsync of every finished qu
 Phase 0 (recorder alone): the same items through `routers.record.arecord` in this process with a
 pool that answers at once (no HTTP): the ceiling of the recorder itself (grading, JSON, the
 group-committed fsync), to compare the full stack against.
-Phase 1 (throughput): a full recording; the parent counts finished lines four times a second, and
-reports requests/s overall (start to exit, imports included) and sustained (first finished line
-to last), with the slowest and the median one-second window in between.
-Phase 2 (kill -9): a second recording is killed with SIGKILL halfway, then resumed with the same
-command. Checked: the lines written before the kill are kept unchanged, every query is in the file
-once, and the stubs saw no request for a query that was already written (paid calls in flight at
-the kill come back from the response cache).
+Phase 1 (throughput): a full recording, once per `--processes` value (baton record's shard
+processes), so their ratio is measured in one run. The parent counts finished lines four times a
+second and reports requests/s overall (start to exit, imports included) and sustained (first
+finished line to last), with the slowest and the median one-second window in between.
+Phase 2 (kill -9, with the most processes): a second recording is killed with SIGKILL halfway,
+then resumed with the same command. Checked: no call goes out after the kill (shards die with
+their parent), the lines written before it are kept unchanged, every query is in the file once,
+and the stubs saw no request for a query already written (paid calls in flight at the kill come
+back from the response cache).
 
 Writes results/bench_record.json.
 """
@@ -92,9 +94,9 @@ def pool_file(folder: Path, urls: list[str], worker_concurrency: int) -> Path:
     return p
 
 
-def start_record(pool: Path, out: Path, a) -> subprocess.Popen:
+def start_record(pool: Path, out: Path, a, processes: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "routers.cli", "record", "--pool", str(pool), "--tasks", a.tasks,
-           "--out", str(out), "--concurrency", str(a.concurrency)]
+           "--out", str(out), "--concurrency", str(a.concurrency), "--processes", str(processes)]
     log = open(out.with_suffix(".log"), "ab")
     return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(REPO)})
 
@@ -103,11 +105,11 @@ def requests_seen(stops) -> int:
     return sum(s.stub.requests for s in stops)
 
 
-def throughput(pool: Path, folder: Path, stops, a, n_workers: int) -> dict:
-    out = folder / "throughput.jsonl"
+def throughput(pool: Path, folder: Path, stops, a, n_workers: int, processes: int) -> dict:
+    out = folder / f"throughput-p{processes}.jsonl"
     before = requests_seen(stops)
     t0 = time.perf_counter()
-    proc = start_record(pool, out, a)
+    proc = start_record(pool, out, a, processes)
     counter, samples = LineCounter(out), []
     while proc.poll() is None:
         time.sleep(0.25)
@@ -129,7 +131,7 @@ def throughput(pool: Path, folder: Path, stops, a, n_workers: int) -> dict:
             windows.append((inside[j][1] - k) * n_workers / (inside[j][0] - t))
     requests = requests_seen(stops) - before
     rows = read_records(out)
-    return {"queries": n, "requests": n * n_workers, "stub_requests": requests,
+    return {"processes": processes, "queries": n, "requests": n * n_workers, "stub_requests": requests,
             "duplicate_requests": requests - n * n_workers, "wall_s": round(wall, 2),
             "requests_per_s_overall": round(n * n_workers / wall, 1),
             "requests_per_s_sustained": round(sustained, 1),
@@ -140,18 +142,21 @@ def throughput(pool: Path, folder: Path, stops, a, n_workers: int) -> dict:
             "errors": sum(1 for r in rows for c in r["results"].values() if c.get("error"))}
 
 
-def kill_and_resume(pool: Path, folder: Path, stops, a, n_workers: int, total: int) -> dict:
+def kill_and_resume(pool: Path, folder: Path, stops, a, n_workers: int, total: int, processes: int) -> dict:
     out = folder / "killed.jsonl"
-    proc = start_record(pool, out, a)
+    proc = start_record(pool, out, a, processes)
     counter = LineCounter(out)
     while counter.poll() < total * a.kill_at and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    time.sleep(1.0)  # shard processes die with their parent
     kept = read_records(out)  # cuts a torn last line, as the resumed run will
     before = requests_seen(stops)
+    time.sleep(1.0)
+    after_kill = requests_seen(stops) - before  # calls still going out after the kill (should be 0)
     t0 = time.perf_counter()
-    resumed = start_record(pool, out, a)
+    resumed = start_record(pool, out, a, processes)
     resumed.wait()
     wall = time.perf_counter() - t0
     if resumed.returncode != 0:
@@ -160,7 +165,7 @@ def kill_and_resume(pool: Path, folder: Path, stops, a, n_workers: int, total: i
     ids = [r["id"] for r in rows]
     paid_after = requests_seen(stops) - before
     remaining_cells = (total - len(kept)) * n_workers
-    return {"killed_after_lines": len(kept), "kept_unchanged": rows[:len(kept)] == kept,
+    return {"processes": processes, "killed_after_lines": len(kept), "requests_after_kill": after_kill, "kept_unchanged": rows[:len(kept)] == kept,
             "lines_after_resume": len(rows), "unique_ids": len(set(ids)), "complete": len(set(ids)) == total,
             "duplicate_lines": len(ids) - len(set(ids)),
             "stub_requests_on_resume": paid_after, "cells_left_at_kill": remaining_cells,
@@ -176,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker-concurrency", type=int, default=8,
                     help="each worker's limits.max_concurrency (connections per HTTP client)")
     ap.add_argument("--latency", type=float, default=0.0, help="seconds each stub waits before answering")
+    ap.add_argument("--processes", default="1,2,4", help="comma list: baton record --processes values to measure")
     ap.add_argument("--kill-at", type=float, default=0.5, help="phase 2 kills the recorder at this share of lines")
     ap.add_argument("--skip-kill", action="store_true")
     ap.add_argument("--json", default=str(REPO / "results" / "bench_record.json"))
@@ -193,17 +199,24 @@ def main(argv: list[str] | None = None) -> int:
             pool = pool_file(folder, urls, a.worker_concurrency)
             result["recorder_alone"] = alone = recorder_alone(folder, a)
             print(json.dumps(alone), flush=True)
-            result["throughput"] = tp = throughput(pool, folder, stops, a, a.workers)
-            tp["share_of_recorder_ceiling"] = round(tp["requests_per_s_sustained"] / alone["requests_per_s"], 3)
-            print(json.dumps(tp, indent=1), flush=True)
+            result["throughput"] = runs = []
+            for processes in (int(x) for x in a.processes.split(",")):
+                tp = throughput(pool, folder, stops, a, a.workers, processes)
+                tp["share_of_recorder_ceiling"] = round(tp["requests_per_s_sustained"] / alone["requests_per_s"], 3)
+                tp["vs_first_run"] = round(tp["requests_per_s_sustained"] / runs[0]["requests_per_s_sustained"], 2) \
+                    if runs else 1.0
+                runs.append(tp)
+                print(json.dumps(tp, indent=1), flush=True)
             if not a.skip_kill:
-                result["kill_9_resume"] = kr = kill_and_resume(pool, folder, stops, a, a.workers, tp["queries"])
+                most = max(runs, key=lambda r: r["processes"])["processes"]
+                result["kill_9_resume"] = kr = kill_and_resume(pool, folder, stops, a, a.workers, runs[0]["queries"],
+                                                               most)
                 print(json.dumps(kr, indent=1), flush=True)
     finally:
         for s in stops:
             s()
-    result["meets_1000_per_s_for_a_minute"] = bool(tp["requests_per_s_sustained"] >= 1000
-                                                   and tp["sustained_window_s"] >= 60)
+    result["meets_1000_per_s_for_a_minute"] = any(r["requests_per_s_sustained"] >= 1000 and r["sustained_window_s"] >= 60
+                                                  for r in result["throughput"])
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {a.json}")

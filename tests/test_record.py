@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from routers.data import load_dataset
-from routers.errors import DataError
+from routers.errors import ConfigError, DataError
 from routers.pool.base import AuthFailed, RateLimited, WorkerReply
 from routers.pool.stub import start_stub_server
 from routers.record import arecord, cli_record, embedded_dataset, meta_path, read_records, record, run_record
@@ -282,14 +282,19 @@ def test_two_record_processes_on_one_out_one_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_9_keeps_written_records_and_repeats_no_call(tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_resume_after_kill_9_keeps_written_records_and_repeats_no_call(tmp_path, processes):
     url, stop = start_stub_server(faults={"latency_s": 0.2})
     try:
         pool, out = _stub_pool_file(tmp_path, url), tmp_path / "rec.jsonl"
-        a = _baton_record(pool, out, "mmlu:40")
+        a = _baton_record(pool, out, "mmlu:40", "--processes", str(processes))
         _wait_for(lambda: out.exists() and out.read_bytes().count(b"\n") >= 5)
         a.send_signal(signal.SIGKILL)
         a.wait(30)
+        time.sleep(0.5)  # shard processes die with their parent: no call goes out after this
+        at_kill = stop.stub.requests
+        time.sleep(0.5)
+        assert stop.stub.requests == at_kill
         stop.stub.latency_s = 0.0
         kept = read_records(out)  # (a torn last line would be cut here)
         assert 5 <= len(kept) < 40
@@ -305,3 +310,27 @@ def test_resume_after_kill_9_keeps_written_records_and_repeats_no_call(tmp_path)
         assert stop.stub.requests - requests_before <= 2 * (40 - len(kept))
     finally:
         stop()
+
+
+def test_record_with_several_processes_writes_each_query_once(tmp_path):
+    url, stop = start_stub_server()
+    try:
+        pool, out = _stub_pool_file(tmp_path, url, workers=("a", "b", "c")), tmp_path / "rec.jsonl"
+        ds = run_record(pool, "mmlu:30,gsm8k:10", str(out), concurrency=6, processes=3)
+        rows = read_records(out)
+        assert len(rows) == 40 == len({r["id"] for r in rows}) == len(ds) and ds.meta["new"] == 40
+        assert stop.stub.requests == 120  # every (query, worker) asked once
+        assert ds.ids == [r["id"] for r in rows]  # the returned dataset is the file, in file order
+        assert load_dataset(str(out)).ids == ds.ids
+        again = run_record(pool, "mmlu:30,gsm8k:10", str(out), processes=1)  # resumes: nothing left
+        assert again.meta["new"] == 0 and stop.stub.requests == 120
+    finally:
+        stop()
+
+
+def test_a_failing_shard_process_is_reported(tmp_path):
+    bad_cache = tmp_path / "cache.sqlite"
+    bad_cache.write_bytes(b"not a database" * 100)  # each shard opens the cache and fails
+    pool = str(REPO / "configs/pools/simulated.yaml")
+    with pytest.raises(ConfigError, match=r"cache: .*cache.sqlite is not a usable SQLite database"):
+        run_record(pool, "mmlu:4", str(tmp_path / "x.jsonl"), cache=str(bad_cache), processes=2)
