@@ -9,7 +9,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from conductor.env import ConductorEnv
-from conductor.reward import WorkflowReward
+from conductor.reward import WorkflowReward, batch_stats
 from routers.tasks.base import TaskItem
 
 
@@ -33,8 +33,9 @@ def evaluate_policy(generator, env: ConductorEnv, items: list[TaskItem], *, batc
             key = f"{it.category}->{o.episode.steps[-1].worker}"
             choices[key] = choices.get(key, 0) + 1
     n = max(1, len(outs))
-    return {"n": len(outs), "mean_reward": sum(o.reward for o in outs) / n,
-            "parse_rate": sum(o.parsed for o in outs) / n, "accuracy": sum(o.score for o in outs) / n,
+    stats = batch_stats(outs)  # reward and accuracy over the scored items; worker failures are counted apart
+    return {"n": len(outs), "mean_reward": stats["reward"], "worker_failure_rate": stats["worker_failure_rate"],
+            "parse_rate": stats["parse_rate"], "accuracy": stats["accuracy"],
             "mean_steps": sum(o.meta.get("steps", 0) for o in outs) / max(1, sum(o.parsed for o in outs)),
             "worker_cost": sum(o.episode.cost for o in outs if o.episode) / n,
             "orchestration_input_tokens": orch_in / n, "orchestration_output_tokens": orch_out / n,

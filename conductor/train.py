@@ -99,8 +99,10 @@ def build_trainer(cfg: ConductorConfig, out: Path, env: ConductorEnv, train_item
 
 
 def reward_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
-    keys = ("reward", "reward_std", "conductor/parse_rate", "conductor/accuracy", "conductor/mean_steps")
-    return [{"step": h["step"], **{k.split("/")[-1]: h[k] for k in keys if k in h}}
+    keys = ("reward", "reward_std", "conductor/parse_rate", "conductor/accuracy", "conductor/mean_steps",
+            "conductor/worker_failure_rate")
+    # trl logs NaN for a step whose every rollout was unscorable (worker failures): unknown, kept as None
+    return [{"step": h["step"], **{k.split("/")[-1]: (None if h[k] != h[k] else h[k]) for k in keys if k in h}}
             for h in log_history if "reward" in h]
 
 
@@ -113,10 +115,10 @@ def plot_curve(curve: list[dict[str, float]], path: Path, title: str) -> None:
     steps = [c["step"] for c in curve]
     for k in ("reward", "accuracy", "parse_rate"):
         if curve and k in curve[0]:
-            ax.plot(steps, [c[k] for c in curve], label=k, marker=".", alpha=0.5)
+            ax.plot(steps, [float("nan") if c.get(k) is None else c[k] for c in curve], label=k, marker=".", alpha=0.5)
     if len(curve) >= 5:  # the per-step mean is noisy (a few prompts per step): show a moving mean
         w = max(5, len(curve) // 8)
-        r = [c["reward"] for c in curve]
+        r = [float("nan") if c["reward"] is None else c["reward"] for c in curve]
         ax.plot(steps[w - 1:], [sum(r[i - w + 1:i + 1]) / w for i in range(w - 1, len(r))],
                 label=f"reward, mean of {w}", color="black", linewidth=2)
     ax.set_xlabel("GRPO step")
@@ -188,7 +190,7 @@ def cli_train(args) -> int:
     cfg = load_config(args.config, overrides)
     s = train(cfg, args.out, resume=args.resume)
     out = Path(args.out or cfg.out)
-    curve = s.get("curve", [])
+    curve = [c for c in s.get("curve", []) if c["reward"] is not None]
     if curve:
         k = max(1, len(curve) // 4)
         first = sum(c["reward"] for c in curve[:k]) / k
@@ -197,6 +199,8 @@ def cli_train(args) -> int:
     for key in ("eval_before", "eval_after"):
         if key in s:
             e = s[key]
-            print(f"{key}: reward {e['mean_reward']:.3f} accuracy {e['accuracy']:.3f} parse rate {e['parse_rate']:.3f}")
+            fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731  (None: every item hit a worker failure)
+            print(f"{key}: reward {fmt(e['mean_reward'])} accuracy {fmt(e['accuracy'])} parse rate {e['parse_rate']:.3f}"
+                  f" worker failures {e['worker_failure_rate']:.3f}")
     print(f"checkpoint: {out}  (curve: {out / 'reward_curve.png'})")
     return 0

@@ -105,8 +105,47 @@ def test_cost_penalty_and_worker_subset():
     outs = asyncio.run(WorkflowReward(env).score_batch([wf_text("gamma")], [arith.id], [env.workers]))
     cost = outs[0].episode.cost
     assert cost > 0 and outs[0].reward == pytest.approx(1.0 - 1000.0 * cost)
-    # a worker outside the subset shown in the prompt is unparsable for that prompt
-    assert WorkflowReward(env)([""], [wf_text("gamma")], item_id=[arith.id], workers=[["alpha", "beta"]]) == [0.0]
+    # a worker outside the subset shown in the prompt is unparsable for that prompt, and never called
+    calls = env.pool.calls
+    r = WorkflowReward(env)
+    assert r([""], [wf_text("gamma")], item_id=[arith.id], workers=[["alpha", "beta"]]) == [0.0]
+    assert env.pool.calls == calls and r.history[-1]["parse_rate"] == 0.0
+    out = asyncio.run(r.score(wf_text("gamma"), arith, ["alpha", "beta"]))
+    assert not out.parsed and out.meta["code"] == "unknown_model" and "'gamma'" in out.error
+    assert env.pool.calls == calls
+
+
+class FlakyPool(ToyPool):
+    """A toy pool whose `down` worker fails: with a WorkerError (after the pool's own retries) or, for
+    `crash`, with an exception no worker should raise."""
+
+    def __init__(self, down: str, exc: Exception):
+        super().__init__(good=1.0, bad=0.0)
+        self.down, self.exc = down, exc
+
+    async def call(self, worker, messages, **params):
+        if worker == self.down:
+            raise self.exc
+        return await super().call(worker, messages, **params)
+
+
+@pytest.mark.parametrize("exc", [RateLimited("gamma", "429 after 3 retries"), RuntimeError("socket closed")],
+                         ids=["worker_error", "other_exception"])
+def test_worker_failure_in_a_workflow_is_unscorable_not_a_crash(exc):
+    env, items = toy_env()
+    env.pool = FlakyPool("gamma", exc)
+    env.add_items(items)
+    arith = next(it for it in items if it.category == "arithmetic")
+    two_step = 'model_id = ["alpha", "gamma"]\nsubtasks = ["a", "b"]\naccess_list = [[], "all"]'
+    r, logged = WorkflowReward(env), {}
+    out = r([""] * 4, [wf_text("gamma"), two_step, wf_text("alpha"), "junk"], item_id=[arith.id] * 4,
+            log_metric=logged.__setitem__)
+    # the failed workflows get no score (trl: zero advantage, out of the baseline); the others are graded
+    assert out == [None, None, 0.5, 0.0]
+    assert logged["conductor/worker_failure_rate"] == 0.5 and logged["conductor/parse_rate"] == 0.75
+    assert r.history[-1]["reward"] == pytest.approx(0.25) and r.history[-1]["accuracy"] == 0.0
+    failed = asyncio.run(r.score(two_step, arith, env.workers))
+    assert failed.reward is None and failed.parsed and "gamma" in failed.error and failed.meta["worker_failure"]
 
 
 def test_config_errors_name_the_key(tmp_path):

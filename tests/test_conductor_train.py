@@ -31,11 +31,38 @@ def test_grpo_step_saves_and_resumes(trained):
     out, s = trained
     assert (out / "trainer" / "checkpoint-1").is_dir()
     assert [c["step"] for c in s["curve"]] == [1] and 0.0 <= s["curve"][0]["reward"] <= 1.0
+    assert 0.0 <= s["curve"][0]["parse_rate"] <= 1.0  # unparsable rollouts are counted in the trainer's log
     assert json.loads((out / "reward_curve.json").read_text()) == s["curve"]
     assert (out / "reward_curve.png").stat().st_size > 0 and s["eval_after"]["n"] == 3
     s2 = train(load_config(None, TINY + ["grpo.max_steps=2"]), out, resume=True, progress=False)
     assert s2["resumed_from"].endswith("checkpoint-1")
     assert (out / "trainer" / "checkpoint-2").is_dir() and [c["step"] for c in s2["curve"]][-1] == 2
+
+
+@pytest.mark.slow
+def test_worker_failures_during_training_never_crash_the_run(tmp_path):
+    """Every rollout's workflow is the prefilled one-step `gamma` workflow; gamma raises on the
+    arithmetic items (an exception no worker should raise). The run finishes, the failed rollouts
+    are unscorable (no reward, no 0) and counted, the others are scored."""
+    from conductor.env import ConductorEnv
+    from conductor.toy import ToyPool, ToyTask
+    from conductor.train import train
+
+    class Flaky(ToyPool):
+        async def call(self, worker, messages, **params):
+            if self.items[params["item_id"]].category == "arithmetic":
+                raise RuntimeError("connection reset by peer")
+            return await super().call(worker, messages, **params)
+
+    prefill = 'model_id = ["gamma"]\nsubtasks = ["Answer."]\naccess_list = [[]]\n'
+    cfg = load_config(None, TINY + ["grpo.max_steps=2", "train.prompts_per_step=2", "data.eval_limit=3",
+                                    "grpo.save_steps=100", f"prompt.prefill={json.dumps(prefill)}"])
+    s = train(cfg, tmp_path / "out", env=ConductorEnv(cfg, Flaky(), ToyTask()), progress=False)
+    rates = [c["worker_failure_rate"] for c in s["curve"]]
+    assert len(rates) == 2 and 0 < sum(rates) / 2 < 1 and all(c["parse_rate"] == 1.0 for c in s["curve"])
+    e = s["eval_after"]   # 3 held-out items, one of each category
+    assert e["n"] == 3 and e["worker_failure_rate"] == pytest.approx(1 / 3) and e["parse_rate"] == 1.0
+    assert e["accuracy"] == 0.0 and e["mean_reward"] == pytest.approx(0.5)  # gamma is wrong on the other two
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
