@@ -127,3 +127,29 @@ def test_client_leaving_mid_stream_still_gets_one_record(stub, tmp_path):
             time.sleep(0.05)
     (rec,) = read_log(tmp_path / "log.jsonl")
     assert rec["status"] == 499 and rec["error"]["code"] == "cancelled"
+
+
+def test_a_worker_that_refuses_stream_true_answers_unstreamed(tmp_path):
+    """An endpoint without streaming (400 on stream: true, like scripts/openai_server_hf.py) is
+    asked plainly; the client still gets a stream, of the finished answer."""
+    from routers.pool.stub import StubServer, start_stub_server
+    url, stop = start_stub_server()
+    original = StubServer._stream
+
+    async def refuse(self, req, model, kind, arg, writer):
+        self._send(writer, 400, self._error("streaming is not supported by this server", "invalid_request_error"))
+        await writer.drain()
+    StubServer._stream = refuse
+    try:
+        pool = stub_pool(url, {"plain": "model-plain"})
+        app = make(pool, [Fixed("fixed", ["plain"])], tmp_path)
+        with serving(app) as base:
+            for _ in range(2):
+                chunks = list(client(base).chat.completions.create(model="fixed", messages=LONG, stream=True))
+                assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices).startswith("echo: one")
+    finally:
+        StubServer._stream = original
+        stop()
+    assert pool["plain"].stream_refused is True
+    assert [len(r["calls"][0]["attempts"]) for r in read_log(tmp_path / "log.jsonl")] == [1, 1]
+    assert [b.get("stream") for b in stop.stub.bodies] == [True, None, None]   # refused once, then plain

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, AsyncIterator
 
@@ -18,6 +19,13 @@ Message = dict[str, Any]  # OpenAI chat message: {"role", "content": str | parts
 # speaks the OpenAI API honours them; others refuse them (BadRequest) instead of dropping them.
 PASSTHROUGH_PARAMS = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs",
                       "top_logprobs")
+
+
+def json_bytes(obj: Any, default=str) -> bytes:
+    """Compact UTF-8 JSON that never fails on text: a lone UTF-16 surrogate (valid in a JSON
+    escape, not in UTF-8) is written back as its `\\uXXXX` escape, so it round-trips as it came."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=default).encode(
+        "utf-8", "backslashreplace")
 
 
 CALL_HINTS = ("answer", "final")      # routing hints on a call (routers.episode), not worker params

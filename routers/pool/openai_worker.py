@@ -32,8 +32,8 @@ import httpx
 from routers.errors import ConfigError
 from routers.pool.base import (PASSTHROUGH_PARAMS, AuthFailed, BadReply, BadRequest, ConnectionFailed,
                                ContextLengthExceeded, Delta, Message, RateLimited, ServerError, Worker,
-                               WorkerError, WorkerReply, WorkerTimeout, estimate_tokens, messages_tokens)
-from routers.serve.schema import json_bytes
+                               WorkerError, WorkerReply, WorkerTimeout, estimate_tokens, json_bytes,
+                               messages_tokens)
 
 # Parameters forwarded to the endpoint; other params are hints for other backends and are dropped.
 API_PARAMS = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",

@@ -7,9 +7,17 @@
 
 Model names: a router's name (`random`, `trinity-demo`), or RouteLLM style `router-<name>-<lam>`
 whose number is the cost/quality trade-off `lam` for that request (also `extra_body={"lam": x}`).
-The reply's `model` is the router's name; `usage` splits orchestration from worker tokens; the
-routing trace comes back in the `baton_route` field and, compact, the `x-baton-route` header.
-Every chat request (answered or not) writes exactly one decision-log record before the reply.
+The reply's `model` is the router's name; `usage` splits orchestration from worker tokens (and
+counts intermediate calls apart); the routing trace comes back in the `baton_route` field and,
+compact, the `x-baton-route` header. Requests are the OpenAI schema with an allow-list
+(schema.py): what a route cannot honour is a 400 naming the field.
+`stream: true` streams the answering worker's own tokens as they arrive when the router's last
+call answers (baselines, TRINITY selection, a last Worker turn, a workflow's last step); the
+route then rides on the finish chunk (no header: it is not known when the headers leave). Other
+episodes stream their finished answer. A failure after the first token ends the stream with an
+OpenAI-style error event.
+Every chat request (answered, refused, cut off) writes exactly one decision-log record, before
+its reply (for a live stream: before the finish chunk).
 """
 
 from __future__ import annotations
@@ -407,7 +415,8 @@ def create_app(routers: dict[str, ServingRouter], pool, *, log_path: str | Path 
             gw.tenant(request)
         except APIError as e:
             return _error_response(e)
-        return SafeJSONResponse({"object": "list", "data": [model_card(n, r.describe()) for n, r in gw.routers.items()]})
+        return SafeJSONResponse({"object": "list",
+                                 "data": [model_card(n, r.describe()) for n, r in gw.routers.items()]})
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from routers.errors import ConfigError
-from routers.serve.schema import json_bytes
+from routers.pool.base import json_bytes
 
 
 class DecisionLog:

@@ -33,7 +33,7 @@ from collections import deque
 from typing import Any, Callable
 
 from routers.errors import BatonError
-from routers.pool.base import (BadReply, BadRequest, ContextLengthExceeded, Delta, Message, UnknownQuery,
+from routers.pool.base import (BadReply, BadRequest, ContextLengthExceeded, Message, UnknownQuery,
                                WorkerError, WorkerReply, WorkerTimeout, messages_tokens, worker_params)
 from routers.serve.config import FallbackConfig
 from routers.serve.policy import TenantPolicy
@@ -208,7 +208,12 @@ class RequestCaller:
         """Stream worker `w` into the sink. Failures before the first piece raise (fallback);
         after it they raise StreamBroken, with the failed attempt recorded."""
         it = self.pool.stream(w, messages, **params).__aiter__()
-        first = await asyncio.wait_for(it.__anext__(), timeout)   # errors here: an ordinary failure
+        try:
+            first = await asyncio.wait_for(it.__anext__(), timeout)   # other errors here: an ordinary failure
+        except BadRequest:                 # e.g. "streaming is not supported by this server": ask it plainly
+            reply = await asyncio.wait_for(self.pool.call(w, messages, **params), timeout)
+            self.pool[w].stream_refused = True     # later requests skip the refused stream
+            return reply
         if isinstance(first, WorkerReply):                        # nothing to stream (empty reply)
             return first
         sink = self.sink
@@ -258,7 +263,7 @@ class RequestCaller:
                 await asyncio.sleep(wait)
             t0 = time.perf_counter()
             try:
-                if stream:
+                if stream and not getattr(self.pool[w], "stream_refused", False):
                     reply = await self._stream(w, messages, params, timeout, rec, t0)
                 else:
                     reply = await asyncio.wait_for(self.pool.call(w, messages, **params), timeout)

@@ -18,7 +18,6 @@ Tool definitions and JSON schemas are validated (jsonschema's metaschema check);
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -28,7 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator,
                       model_validator)
 
-from routers.pool.base import PASSTHROUGH_PARAMS, content_text
+from routers.pool.base import PASSTHROUGH_PARAMS, content_text, json_bytes
 
 SAMPLING_FIELDS = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",
                    "presence_penalty", "frequency_penalty", "logit_bias", "user")
@@ -252,13 +251,6 @@ def unknown_fields(data: dict[str, Any]) -> list[str]:
 
 
 # -- responses ------------------------------------------------------------------------------------
-
-def json_bytes(obj: Any, default=str) -> bytes:
-    """Compact UTF-8 JSON that never fails on text: a lone UTF-16 surrogate (valid in a JSON
-    escape, not in UTF-8) is written back as its `\\uXXXX` escape, so it round-trips as it came."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=default).encode(
-        "utf-8", "backslashreplace")
-
 
 class SafeJSONResponse(JSONResponse):
     """JSONResponse whose body is `json_bytes` (starlette's raises on lone surrogates)."""
