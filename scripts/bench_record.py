@@ -2,6 +2,7 @@
 
     python scripts/bench_record.py                       # mmlu+gsm8k (15,361 queries) x 4 workers
     python scripts/bench_record.py --tasks mmlu:2000 --processes 1,2     # a short run
+    git worktree add /tmp/old REV && python scripts/bench_record.py --baseline-checkout /tmp/old
 
 Each worker is its own stub server (`routers.pool.stub`, in this process's threads) behind the
 openai backend, so the recorder pays what it pays against a real endpoint: HTTP, the SDK, the
@@ -41,7 +42,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# BENCH_RECORD_CHECKOUT: another checkout's routers.record for phase 0 (see --baseline-checkout)
+sys.path.insert(0, os.environ.get("BENCH_RECORD_CHECKOUT") or str(REPO))
 
 from routers.pool.base import WorkerReply  # noqa: E402
 from routers.pool.stub import start_stub_server  # noqa: E402
@@ -184,8 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", default="1,2,4", help="comma list: baton record --processes values to measure")
     ap.add_argument("--kill-at", type=float, default=0.5, help="phase 2 kills the recorder at this share of lines")
     ap.add_argument("--skip-kill", action="store_true")
+    ap.add_argument("--baseline-checkout", default=None,
+                    help="a checkout of an older commit (git worktree add DIR REV): phase 0 also runs its recorder")
+    ap.add_argument("--alone-only", action="store_true", help=argparse.SUPPRESS)  # phase 0 only, JSON on stdout
     ap.add_argument("--json", default=str(REPO / "results" / "bench_record.json"))
     a = ap.parse_args(argv)
+    if a.alone_only:
+        with tempfile.TemporaryDirectory(prefix="bench_record.") as tmp:
+            print(json.dumps(recorder_alone(Path(tmp), a)))
+        return 0
 
     stops = [start_stub_server(faults={"latency_s": a.latency})[1] for _ in range(a.workers)]
     urls = [f"http://127.0.0.1:{s.stub._server.sockets[0].getsockname()[1]}/v1" for s in stops]  # noqa: SLF001
@@ -199,6 +208,17 @@ def main(argv: list[str] | None = None) -> int:
             pool = pool_file(folder, urls, a.worker_concurrency)
             result["recorder_alone"] = alone = recorder_alone(folder, a)
             print(json.dumps(alone), flush=True)
+            if a.baseline_checkout:
+                base = Path(a.baseline_checkout).resolve()
+                rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=base, capture_output=True,
+                                     text=True).stdout.strip()
+                cmd = [sys.executable, __file__, "--alone-only", "--tasks", a.tasks, "--workers", str(a.workers),
+                       "--concurrency", str(a.concurrency)]
+                got = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                                     env={**os.environ, "BENCH_RECORD_CHECKOUT": str(base)})
+                result["recorder_alone_baseline"] = old = {"commit": rev, **json.loads(got.stdout.splitlines()[-1])}
+                alone["vs_baseline"] = round(alone["requests_per_s"] / old["requests_per_s"], 2)
+                print(json.dumps(old), flush=True)
             result["throughput"] = runs = []
             for processes in (int(x) for x in a.processes.split(",")):
                 tp = throughput(pool, folder, stops, a, a.workers, processes)
