@@ -125,6 +125,7 @@ def check_run_args(out: Path, args: dict[str, Any], *, has_records: bool) -> Non
     but no sidecar (recorded before sidecars existed) is resumed and gains one."""
     mp = meta_path(out)
     args = _jsonable(args)
+    old: dict[str, Any] = {}
     if has_records and mp.is_file():
         try:
             old = json.loads(mp.read_text(encoding="utf-8"))
@@ -139,8 +140,9 @@ def check_run_args(out: Path, args: dict[str, Any], *, has_records: bool) -> Non
                 raise DataError(f"{out} was recorded with {name} {old[key]!r}, this run has {name} {new!r}; "
                                 "resuming would mix two samples. Rerun with the same arguments, or record "
                                 "into a new --out", file=str(mp))
-    tmp = mp.with_name(mp.name + ".tmp")
-    tmp.write_text(json.dumps({"format": META_FORMAT, **args}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    tmp = mp.with_name(mp.name + ".tmp")  # keeps what only the first run knew (a library resume has no --tasks)
+    tmp.write_text(json.dumps({**old, "format": META_FORMAT, **args}, indent=1, sort_keys=True) + "\n",
+                   encoding="utf-8")
     os.replace(tmp, mp)
 
 

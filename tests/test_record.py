@@ -334,3 +334,15 @@ def test_a_failing_shard_process_is_reported(tmp_path):
     pool = str(REPO / "configs/pools/simulated.yaml")
     with pytest.raises(ConfigError, match=r"cache: .*cache.sqlite is not a usable SQLite database"):
         run_record(pool, "mmlu:4", str(tmp_path / "x.jsonl"), cache=str(bad_cache), processes=2)
+
+
+def test_a_library_resume_keeps_the_cli_arguments_in_the_sidecar(tmp_path):
+    pool = str(REPO / "configs/pools/simulated.yaml")
+    out = tmp_path / "sim.jsonl"
+    run_record(pool, "mmlu:3", str(out))
+    from routers.pool.config import load_pool
+    record(load_pool(pool), load_task_items("mmlu:3"), out, progress=False)  # no --tasks known here
+    meta = json.loads(meta_path(out).read_text())
+    assert meta["tasks"] == "mmlu:3" and meta["limit"] is None
+    with pytest.raises(DataError, match="--tasks"):
+        run_record(pool, "mmlu:5", str(out))
