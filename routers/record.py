@@ -15,7 +15,9 @@ One writer per file: the output is held under an exclusive `flock` while recordi
 arguments (tasks, limit, seed, pool, workers, params) are kept beside it in `<out>.meta.json`; a
 resume with other arguments is refused, naming the argument, since it would mix two samples.
 Finished lines are group-committed: one write and one fsync for all the queries that finished
-while the previous fsync ran, so durability does not cap throughput.
+while the previous fsync ran, so durability does not cap throughput. One process tops out at what
+its HTTP client costs per request; `processes` > 1 (`baton record --processes N`) shards the calls
+over N processes while this one alone holds the lock and writes.
 
 `embedded_dataset()` is the default dataset of `baton eval --data embedded` and `make demo`: the
 simulated pool recorded over packaged MMLU and GSM8K questions, cached under ~/.cache/baton.
