@@ -48,7 +48,8 @@ def test_first_token_arrives_long_before_the_last_with_fallback_before_it(stub, 
                                            stream_options={"include_usage": True})
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text == "echo: " + LONG[0]["content"]
-    assert last >= 10 * 0.15 and first < 0.5 and last - first >= 1.2, (first, last)   # 11 words, 0.15 s apart
+    # 11 words 0.15 s apart: the first arrives at once, the last >= 1.5 s later (loose: CI is loaded)
+    assert last >= 10 * 0.15 and last - first >= 1.2 and first < 0.4 * last, (first, last)
     fin = [ch for ch in chunks if ch.choices and ch.choices[0].finish_reason]
     assert fin[-1].choices[0].finish_reason == "stop"
     route = fin[-1].model_extra["baton_route"]
@@ -58,7 +59,7 @@ def test_first_token_arrives_long_before_the_last_with_fallback_before_it(stub, 
     assert u["worker_tokens"]["output"] == 11 and u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
     (rec,) = read_log(tmp_path / "log.jsonl")
     assert rec["outcome"] == "ok" and rec["stream"] is True and rec["calls"][0]["streamed"] is True
-    assert rec["ttft_s"] < 0.5 and rec["latency_s"] >= 1.5
+    assert rec["latency_s"] >= 1.5 and rec["ttft_s"] < 0.4 * rec["latency_s"]
     assert [a["worker"] for a in rec["calls"][0]["attempts"]] == ["dead", "slow"]
 
 

@@ -300,14 +300,19 @@ class Gateway:
         try:
             yield _event(chunk(cid, model, created, {"role": "assistant", "content": ""}))
             rec["ttft_s"] = round(time.perf_counter() - t0, 6)
-            while True:
-                kind, item = await sink.queue.get()
+            while not (task.done() and sink.queue.empty()):   # a router that fails elsewhere ends it too
+                get = asyncio.ensure_future(sink.queue.get())
+                await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
+                if not get.done():
+                    get.cancel()
+                    continue
+                kind, item = get.result()
                 if kind != "delta":
                     break
                 yield _event(delta_chunk(cid, model, created, item))
             try:
                 episode = await task
-            except (StreamBroken, APIError, BatonError) as e:
+            except Exception as e:  # noqa: BLE001 - after the 200 went out, every failure is an error event
                 why = e.error if isinstance(e, StreamBroken) else e
                 err = APIError(502, f"the answer failed after streaming began: {why}", code="stream_interrupted")
                 self._record_error(rec, err, caller)
