@@ -67,14 +67,16 @@ class EmbeddingCache:
         return conn
 
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
+        return dict(self.iter_get(keys))
+
+    def iter_get(self, keys: list[str]):
+        """(key, vector) for the cached ones among `keys`, streamed (no dict of a million arrays)."""
         conn = self._conn()
         for i in range(0, len(keys), 900):  # SQLite's bound-parameter limit
             chunk = keys[i:i + 900]
             q = f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})"
             for k, v in conn.execute(q, chunk):
-                out[k] = np.frombuffer(v, dtype=np.float32)
-        return out
+                yield k, np.frombuffer(v, dtype=np.float32)
 
     def put(self, items: dict[str, np.ndarray]) -> None:
         conn = self._conn()
@@ -108,33 +110,52 @@ class _CachedEncoder:
 
     def encode(self, texts: list[str], batch_size: int = 64, max_length: int = 256,
                progress: bool = True) -> np.ndarray:
-        """(len(texts), dim) float32, L2-normalized rows; cached texts are not recomputed."""
+        """(len(texts), dim) float32, L2-normalized rows; cached texts are not recomputed.
+
+        Vectors are written into one array as they come from the cache or the model (no object per
+        text), so memory stays about the size of the output even for a million texts."""
         texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
         keys = [_sha(t) for t in texts]
-        found = self._cache(max_length).get(list(set(keys))) if self.cache_enabled else {}
-        todo = list(dict.fromkeys(k for k in keys if k not in found))
+        row: dict[str, int] = {}  # key -> row of `uniq` (first appearance order)
+        first: list[str] = []
+        for k, t in zip(keys, texts):
+            if k not in row:
+                row[k] = len(first)
+                first.append(t)
+        uniq: np.ndarray | None = None
+        have = np.zeros(len(first), dtype=bool)
+
+        def store(r: int, v: np.ndarray) -> None:
+            nonlocal uniq
+            if uniq is None:  # the dimension is known once the first vector arrives
+                uniq = np.empty((len(first), len(v)), dtype=np.float32)
+            uniq[r] = v
+            have[r] = True
+
+        if self.cache_enabled:
+            for k, v in self._cache(max_length).iter_get(list(row)):
+                store(row[k], v)
+        todo = sorted(np.flatnonzero(~have).tolist(), key=lambda r: -len(first[r]))  # longest first: less padding
         if todo:
-            first = {}
-            for k, t in zip(keys, texts):
-                first.setdefault(k, t)
-            # longest first so each batch pads little
-            todo.sort(key=lambda k: -len(first[k]))
             from tqdm import tqdm
+            rkeys = list(row)
             bar = tqdm(total=len(todo), desc=f"embedding ({self.id})", unit="text",
                        disable=not progress or len(todo) < batch_size)
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i:i + batch_size]
-                vecs = np.asarray(self._embed_batch([first[k] for k in chunk], max_length), dtype=np.float32)
-                new = dict(zip(chunk, vecs))
+                vecs = np.asarray(self._embed_batch([first[r] for r in chunk], max_length), dtype=np.float32)
+                for r, v in zip(chunk, vecs):
+                    store(r, v)
                 if self.cache_enabled:
-                    self._cache(max_length).put(new)
-                found.update(new)
+                    self._cache(max_length).put({rkeys[r]: v for r, v in zip(chunk, vecs)})
                 self.computed += len(chunk)
                 bar.update(len(chunk))
             bar.close()
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+        if len(first) == len(keys):  # no repeated text: rows are already in order
+            return uniq
+        return uniq[np.fromiter((row[k] for k in keys), dtype=np.int64, count=len(keys))]
 
 
 class HFEncoder(_CachedEncoder):
