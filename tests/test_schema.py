@@ -26,7 +26,7 @@ def test_split_and_subset_keep_rows_aligned():
 def test_select_models_and_cost_matrix():
     ds = _ds().select_models(["m2"])
     assert ds.models == ["m2"] and ds.scores.shape == (3, 1)
-    assert ds.cost_matrix()[1, 0] == 0.0  # unknown cost -> 0 only in the routing view
+    assert np.isnan(ds.cost_matrix()[1, 0])  # unknown is unknown: never 0 (routers.accounting decides)
     assert np.isnan(ds.costs[1, 0])
 
 
