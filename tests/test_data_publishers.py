@@ -115,3 +115,24 @@ def test_clean_file_loads_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_dataset(str(FIX / "routellm_small.csv"))
+
+
+def test_llmrouter_library_query_llm_name_list_perf_list(tmp_path):
+    """The LLMRouter library's routing files: {query, llm_name_list, perf_list}, as a JSON list and as JSONL."""
+    items = [{"query": "Who painted the Mona Lisa?",
+              "llm_name_list": ["meta/llama-3.1-8b-instruct", "meta/llama-3.1-70b-instruct", "qwen/qwen2.5-7b-instruct"],
+              "perf_list": [0.3, 0.96, 0.5]},
+             {"query": "What gas do plants absorb?",
+              "llm_name_list": ["meta/llama-3.1-8b-instruct", "meta/llama-3.1-70b-instruct", "qwen/qwen2.5-7b-instruct"],
+              "perf_list": [0.82, 0.9, 0.85]}]
+    (tmp_path / "router_train_data_nq.json").write_text(json.dumps(items, indent=2))
+    (tmp_path / "router_test_data_nq.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
+    for f in ("router_train_data_nq.json", "router_test_data_nq.jsonl"):
+        ds = load_dataset(str(tmp_path / f))
+        assert ds.models == items[0]["llm_name_list"] and ds.prompts[1] == "What gas do plants absorb?"
+        np.testing.assert_allclose(ds.scores, [[0.3, 0.96, 0.5], [0.82, 0.9, 0.85]])
+    bad = [dict(items[0], perf_list=[0.3, 0.9])]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(DataError, match="'perf_list' has 2 entries for 3 models") as e:
+        load_dataset(str(tmp_path / "bad.json"))
+    assert (e.value.row, e.value.column) == (1, "perf_list")

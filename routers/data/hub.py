@@ -55,7 +55,7 @@ def _to_dataset(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions) ->
         ds = _to_dataset(df.drop(columns=["split"]), file=file, name=name, opts=opts)
         ds.splits = native.resolve_splits(given, ds.prompts, file=file, opts=opts)
         return ds
-    if "scores" in cols:
+    if "scores" in cols or "perf_list" in cols:
         return scores_json.from_records(df.to_dict("records"), file=file, name=name, split=None, opts=opts)
     if routerbench.looks_like(cols):
         return routerbench.from_frame(df, file=file, name=name, opts=opts)

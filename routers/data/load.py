@@ -68,7 +68,7 @@ def _sniff_file(path: Path) -> str:
                             "(nor one object per line, as native JSONL)", file=str(path)) from None
         if isinstance(obj, dict) and "results" in obj:
             return "native_jsonl"
-        if isinstance(obj, dict) and "scores" in obj and path.suffix == ".jsonl":
+        if isinstance(obj, dict) and ("scores" in obj or "perf_list" in obj) and path.suffix == ".jsonl":
             return "scores_json"
         if path.suffix == ".jsonl":
             return "native_jsonl"  # its reader names the missing field

@@ -1,4 +1,5 @@
-"""JSON lists of {question, scores: {model: score}} (RouterDC, LLMRouter).
+"""JSON lists of {question, scores: {model: score}} (RouterDC, LLMRouter), or JSONL of them; also the
+LLMRouter library's {query, llm_name_list, perf_list} items (parallel lists, continuous scores).
 
 A folder with train.json / test.json (and optionally validation.json or val.json) is used as given,
 each file's rows taking the split named by the file. A single file named like a split takes that
@@ -61,17 +62,35 @@ def _category(it: dict, default: str) -> str:
     return default
 
 
+def _scores_of(it: dict, *, file: str, row: int) -> dict:
+    """{model: score} of one item: its `scores` object, or LLMRouter's parallel `llm_name_list` / `perf_list`."""
+    if "scores" not in it and "perf_list" in it:
+        names, perf = it.get("llm_name_list"), it.get("perf_list")
+        if not isinstance(names, list) or not isinstance(perf, list):
+            raise DataError("'llm_name_list' and 'perf_list' must both be lists", file=file, row=row,
+                            column="llm_name_list" if not isinstance(names, list) else "perf_list")
+        if len(names) != len(perf):
+            raise DataError(f"'perf_list' has {len(perf)} entries for {len(names)} models in 'llm_name_list'",
+                            file=file, row=row, column="perf_list")
+        if len(set(map(str, names))) != len(names):
+            raise DataError(f"a model is named twice in 'llm_name_list' {names}", file=file, row=row,
+                            column="llm_name_list")
+        return dict(zip(map(str, names), perf))
+    sc = it.get("scores")
+    if not isinstance(sc, dict):
+        raise DataError("missing 'scores' object {model: score}", file=file, row=row, column="scores")
+    return sc
+
+
 def _item_rows(items: list[dict], *, file: str, name: str, id_prefix: str):
     """(ids, prompts, categories, answers, {model: scores}) for the items of one file."""
     ids, prompts, cats, answers, raw = [], [], [], [], {}
     n = len(items)
     for i, it in enumerate(items, start=1):
-        prompt = it.get("question", it.get("prompt"))
+        prompt = it.get("question", it.get("prompt", it.get("query")))
         if not isinstance(prompt, str):
-            raise DataError("missing 'question' (or 'prompt') text", file=file, row=i, column="question")
-        sc = it.get("scores")
-        if not isinstance(sc, dict):
-            raise DataError("missing 'scores' object {model: score}", file=file, row=i, column="scores")
+            raise DataError("missing 'question' (or 'prompt' / 'query') text", file=file, row=i, column="question")
+        sc = _scores_of(it, file=file, row=i)
         for mdl, v in sc.items():
             col = raw.get(mdl)
             if col is None:  # one column per model, allocated once: loading stays linear in rows
