@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("checkpoint")
     x.add_argument("--out", required=True)
     x.add_argument("--pool", default=None, help="pool YAML the router was trained for (if not in the checkpoint)")
+    x.add_argument("--include-coordinator", action="store_true",
+                   help="copy the TRINITY coordinator's weights in, so the export needs neither its package nor the Hub")
     x.set_defaults(_fn="routers.serve.export:cli_export")
 
     # baton logs summarize

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,73 @@ from routers.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 WEIGHTS = "router.safetensors"
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.gguf", "*.pt")
+
+
+# -- where the coordinator's weights come from, and a fingerprint over all of them -----------------
+def _file_sha256(f: Path, cache: dict) -> str:
+    st = f.stat()
+    key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    if key not in cache:
+        import hashlib
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        cache[key] = h.hexdigest()
+    return cache[key]
+
+
+def weights_sha256(path: str | Path) -> str:
+    """sha256 over every byte of a model's weights: one file (a GGUF), or the weight files of a folder
+    (names and contents, sorted). Streamed in 1 MiB blocks and cached per file by (path, size,
+    mtime) under the baton cache, so each model is read once."""
+    import hashlib
+
+    from routers.models import cache_root
+    path = Path(path)
+    files = [path] if path.is_file() else sorted({f for pat in WEIGHT_FILES for f in path.glob(pat)})
+    if not files:
+        raise CheckpointError(f"{path}: no weight files ({', '.join(WEIGHT_FILES)}) to fingerprint")
+    cf = cache_root() / "weights_sha256.json"
+    try:
+        cache = json.loads(cf.read_text())
+    except (OSError, json.JSONDecodeError):
+        cache = {}
+    n = len(cache)
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}:{_file_sha256(f, cache)}\n".encode())
+    if len(cache) != n:
+        cf.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cf.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, cf)
+    return h.hexdigest()
+
+
+def coordinator_source(spec: str) -> dict[str, Any]:
+    """Where coordinator `spec` comes from: a package's GGUF (package, version, file), a local path,
+    or a Hub repo id at the revision (commit) in the local Hub cache; with the sha256 of its weights."""
+    from routers.models import PACKAGED, package_file
+    if spec in PACKAGED or spec.startswith("pkg:"):
+        pkg, rel = PACKAGED[spec] if spec in PACKAGED else spec[4:].partition("/")[::2]
+        from importlib.metadata import packages_distributions, version
+        f = package_file(pkg, rel)
+        dists = packages_distributions().get(pkg) or [None]
+        src = {"kind": "package", "package": pkg, "distribution": dists[0],
+               "version": version(dists[0]) if dists[0] else None, "file": rel, "path": str(f)}
+    elif Path(spec).expanduser().exists():
+        src = {"kind": "local", "path": str(Path(spec).expanduser().resolve())}
+    else:
+        from huggingface_hub import snapshot_download
+        try:
+            folder = Path(snapshot_download(spec, local_files_only=True))
+        except Exception as e:  # noqa: BLE001 - any failure means: not in the local Hub cache
+            raise CheckpointError(f"coordinator {spec!r}: not found in the local Hub cache ({type(e).__name__})") from None
+        src = {"kind": "hub", "repo_id": spec, "revision": folder.name, "path": str(folder)}
+    src["weights_sha256"] = weights_sha256(src["path"])
+    return src
 
 
 def _jsonable(x: Any) -> Any:
@@ -54,6 +122,11 @@ def save(path, *, coordinator, head, workers: list[str], protocol=None, svf=None
     ident = coordinator.identity() if hasattr(coordinator, "identity") else dict(coordinator)
     if hasattr(coordinator, "dtype"):
         ident["dtype"] = coordinator.dtype
+    if hasattr(coordinator, "identity") and "source" not in ident:
+        try:
+            ident["source"] = coordinator_source(ident["model"])
+        except (CheckpointError, ConfigError) as e:  # recorded as unknown, never guessed
+            ident["source"] = {"kind": "unknown", "why": str(e)}
     if int(ident.get("hidden_size", head.d)) != head.d:
         raise CheckpointError(f"{path}: head expects d={head.d}, coordinator has {ident.get('hidden_size')}")
     if svf is None and getattr(coordinator, "svf", None) is not None and np.any(coordinator.svf.offsets):
@@ -128,6 +201,34 @@ def check_coordinator(cfg: dict, coordinator, where) -> None:
                                   f"trained with {want[k]!r}")
 
 
+def coordinator_spec(cfg: dict, path: Path) -> str:
+    """The model spec to load: a coordinator bundled by `baton export --include-coordinator` (a path
+    relative to the checkpoint), else the recorded spec."""
+    c = cfg["coordinator"]
+    src = c.get("source") or {}
+    if src.get("kind") != "bundled":
+        return c["model"]
+    p = (Path(path) / src["path"]).resolve()
+    if not p.exists():
+        raise CheckpointError(f"{path}/config.json: the bundled coordinator {src['path']} is missing ({p})")
+    return str(p)
+
+
+def check_weights(cfg: dict, coordinator, spec: str, where) -> None:
+    """Refuse a coordinator whose weights' sha256 differs from the recorded one (a fine-tune with the
+    same embeddings passes the sampled fingerprint, not this)."""
+    src = cfg["coordinator"].get("source") or {}
+    want = src.get("weights_sha256")
+    if not want or coordinator is None or not hasattr(coordinator, "identity"):
+        return
+    have = coordinator_source(spec if src.get("kind") == "bundled" else coordinator.name)
+    if have["weights_sha256"] != want:
+        raise CheckpointError(
+            f"{where}: the coordinator's weights differ from the ones it was trained with: sha256 "
+            f"{have['weights_sha256'][:16]}... of {have['path']}, recorded {want[:16]}... "
+            f"({', '.join(f'{k} {v}' for k, v in src.items() if k in ('package', 'version', 'repo_id', 'revision', 'path'))})")
+
+
 def check_workers(cfg: dict, names, where) -> None:
     missing = [w for w in cfg["workers"] if w not in set(names)]
     if missing:
@@ -158,11 +259,13 @@ def load(path, device: str = "cpu", *, coordinator=None, pool=None, workers: lis
         check_workers(cfg, names, where)
     tensors = load_safetensors(path / WEIGHTS)  # before the coordinator loads: a corrupt file fails at once
     c = cfg["coordinator"]
+    spec = coordinator_spec(cfg, path)
     if coordinator is None:
-        coordinator = Coordinator(c["model"], layer=c["layer"], position=c["position"],
+        coordinator = Coordinator(spec, layer=c["layer"], position=c["position"],
                                   max_tokens=c["max_tokens"], truncation_side=c.get("truncation_side", "right"),
                                   device=device, dtype=dtype or c.get("dtype", "float32"))
     check_coordinator(cfg, coordinator, where)
+    check_weights(cfg, coordinator, spec, where)
     try:
         head = Head.from_spec(cfg["head"])
     except (ConfigError, KeyError, TypeError) as e:

