@@ -86,6 +86,11 @@ def test_arrow_matrices_are_copy_on_write_views_of_the_file(tmp_path):
     ds.scores[0, 0] = 0.25  # writable in memory ...
     assert f.read_bytes() == before  # ... and the file is untouched
     assert load_dataset(str(f)).scores[0, 0] == src.scores[0, 0]
+    other = _dataset(50)
+    other.scores[:] = 1.0
+    save_arrow(other, f)  # replaced, not rewritten in place: the mapped dataset still reads its own data
+    assert ds.scores[1, 1] == src.scores[1, 1] and ds.prompts[3] == src.prompts[3]
+    assert (load_dataset(str(f)).scores == 1.0).all() and list(tmp_path.iterdir()) == [f]
 
 
 def test_arrow_text_columns_behave_like_lists(tmp_path):

@@ -12,6 +12,7 @@ Python string per row until one is read). `save_arrow` + `load_dataset` give bac
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,7 +72,8 @@ class TextColumn(Sequence):
         return np.asarray(self.arrow.to_numpy(zero_copy_only=False), dtype=dtype or object)
 
     def __repr__(self) -> str:
-        return f"TextColumn({len(self)} items)"
+        head = self[:5]
+        return f"TextColumn({head}{' ...' if len(self) > 5 else ''}, {len(self)} items)"
 
     def index(self, value, start: int = 0, stop: int | None = None) -> int:
         import pyarrow.compute as pc
@@ -122,8 +124,13 @@ def save_arrow(ds: RoutingDataset, path: str | Path) -> Path:
         cols["response"] = pa.array(ds.responses, pa.list_(pa.string()))
     meta = {_META_KEY: json.dumps({"models": list(ds.models), "name": ds.name}).encode()}
     batch = pa.record_batch(list(cols.values()), names=list(cols), metadata=meta)
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
-        writer.write_batch(batch)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:  # a new file renamed over the old: a process that has the old one mapped keeps reading it
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
