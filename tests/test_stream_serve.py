@@ -154,3 +154,22 @@ def test_a_worker_that_refuses_stream_true_answers_unstreamed(tmp_path):
     assert pool["plain"].stream_refused is True
     assert [len(r["calls"][0]["attempts"]) for r in read_log(tmp_path / "log.jsonl")] == [1, 1]
     assert [b.get("stream") for b in stop.stub.bodies] == [True, None, None]   # refused once, then plain
+
+
+def test_a_stalled_stream_times_out_and_a_reset_before_the_first_token_falls_back(stub, tmp_path):
+    url, _ = stub
+    pool = stub_pool(url, {"reset": "stub/reset", "stall": "stub/slowstream@3", "good": "model-good"},
+                     limits={"retries": 0, "timeout": 0.5})
+    app = make(pool, [Fixed("first", ["reset", "good"]), Fixed("second", ["stall", "good"])], tmp_path)
+    with serving(app) as base:
+        c = client(base)
+        _, _, chunks = timed_stream(c, model="first", messages=LONG)
+        assert [ch for ch in chunks if ch.choices and ch.choices[0].finish_reason][-1].model_extra[
+            "baton_route"]["steps"][0]["worker"] == "good"
+        t0 = time.perf_counter()
+        with pytest.raises(openai.APIError, match="failed after streaming began"):
+            timed_stream(c, model="second", messages=LONG)
+        assert time.perf_counter() - t0 < 2.5           # the per-piece timeout, not the 3 s stall
+    recs = read_log(tmp_path / "log.jsonl")
+    assert [a["error"] for a in recs[0]["calls"][0]["attempts"] if not a["ok"]] == ["ConnectionFailed"]
+    assert recs[1]["outcome"] == "stream_error" and recs[1]["calls"][0]["attempts"][0]["error"] == "WorkerTimeout"
