@@ -188,5 +188,8 @@ def load_router(path: str | Path, serving: bool = False, pool: Any = None, name:
             raise CheckpointError(f"{path}: the pool lacks workers the Conductor was trained with: {missing}")
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: no model config.json beside {CONFIG_FILE}")
-    model, tok = load_policy(str(path), dtype=dtype, device=device)
+    try:
+        model, tok = load_policy(str(path), dtype=dtype, device=device)
+    except (OSError, ValueError) as e:  # missing or damaged weights / tokenizer files
+        raise CheckpointError(f"{path}: the policy model cannot be loaded ({type(e).__name__}: {e})") from None
     return ConductorRouter(model, tok, cfg, name=name)

@@ -91,3 +91,33 @@ def test_config_by_name_lists_the_shipped_ones(capsys, tmp_path):
     assert main(["train", "trinity", "--config", "nosuch", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "nosuch: no such config file, nor a shipped trinity config" in err and "route" in err
+
+
+def test_baseline_checkpoint_bad_input_names_the_file(tmp_path):
+    import json
+
+    import baton
+    from routers.errors import CheckpointError
+    ds = baton.load_dataset("embedded")
+    path = baton.baselines.KNN().fit(ds.split("train")).save_pretrained(tmp_path / "knn")
+    (path / "state.npz").rename(tmp_path / "state.npz")
+    with pytest.raises(CheckpointError, match=r"knn: missing state.npz"):
+        baton.baselines.KNN.from_pretrained(path)
+    (path / "state.npz").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="learned state is unreadable"):
+        baton.from_pretrained(path)
+    cfg = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**cfg, "format_version": 2}))
+    with pytest.raises(CheckpointError, match=r"config.json: format_version 2"):
+        baton.baselines.KNN.from_pretrained(path)
+
+
+def test_conductor_checkpoint_without_its_weights_names_the_folder(tmp_path):
+    from test_hub import make_conductor
+
+    import baton
+    from routers.errors import CheckpointError
+    path = make_conductor(tmp_path / "c")
+    (path / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"c: the policy model cannot be loaded"):
+        baton.ConductorRouter.from_pretrained(path)

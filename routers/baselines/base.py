@@ -21,6 +21,7 @@ import numpy as np
 from routers.accounting import decision_costs
 from routers.data.schema import RoutingDataset
 from routers.checkpoint import HubMixin, make_readable, read_router_config
+from routers.errors import CheckpointError
 
 
 class Router(HubMixin, abc.ABC):
@@ -111,11 +112,23 @@ class Router(HubMixin, abc.ABC):
     def load(cls, path: str | Path) -> "Router":
         path = Path(path)
         cfg = read_router_config(path, cls.name)
+        f = path / "config.json"
+        if cfg.get("format_version") != 1:
+            raise CheckpointError(f"{f}: format_version {cfg.get('format_version')!r}; this baton reads version 1")
+        if not isinstance(cfg.get("models"), list):
+            raise CheckpointError(f"{f}: missing 'models'")
         r = cls(**cfg.get("params", {}))
         r.models = list(cfg["models"])
         r._mean_cost = None if cfg.get("mean_cost") is None else np.asarray(cfg["mean_cost"], float)
         r.training_data = cfg.get("training_data")
-        r._load_state(path)
+        try:
+            r._load_state(path)
+        except FileNotFoundError as e:
+            raise CheckpointError(f"{path}: missing {Path(e.filename or '?').name} (the {cls.name} router's "
+                                  "learned state)") from None
+        except (OSError, ValueError, KeyError, EOFError) as e:  # np.load / safetensors on a damaged file
+            raise CheckpointError(f"{path}: the {cls.name} router's learned state is unreadable "
+                                  f"({type(e).__name__}: {e})") from None
         r.fitted = True
         return r
 
