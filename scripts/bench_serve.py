@@ -5,8 +5,10 @@
    default 16 and 64 in flight) and streamed (time to the first content chunk, TTFT);
    reported as added latency and ratios from this one run, for a baseline (`random`) and for a
    TRINITY checkpoint (--trinity; default outputs/demo/trinity, else a tiny random-head checkpoint
-   built on the fly, labelled as such). With --litellm BIN (a `litellm` executable from a separate
-   venv), LiteLLM's proxy routes to the same stub in the same run.
+   built on the fly, labelled as such). Also the server process's CPU milliseconds per request
+   (from /proc: on a shared, loaded machine the wall-clock ratios move with the load, this does
+   not much). LiteLLM's proxy routes to the same stub in the same run when a `litellm` executable
+   is given (--litellm BIN, e.g. from a separate venv) or found on PATH / in this venv.
 2. Fault injection: N requests (default 2,000) through an in-process gateway over 3 workers whose
    calls fail ~30% of the time (stub 500/429 plus injected timeouts); counts client-visible errors
    and decision-log records (goal: 0 and exactly N).
@@ -122,13 +124,29 @@ async def measure(url: str, model: str, *, n_seq: int, n_conc: int, conc: list[i
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc): a per-request cost that a loaded
+    machine does not distort the way it distorts wall-clock ratios."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_cpu(pid: int, *args, **kw) -> dict[str, Any]:
+    """`measure`, plus the CPU milliseconds process `pid` spent per request during it."""
+    c0 = cpu_seconds(pid)
+    res = asyncio.run(measure(*args, **kw))
+    n = 5 * 2 + 2 * kw["n_seq"] + kw["n_conc"] * len(kw["conc"])
+    return {**res, "cpu_ms_per_request": 1000 * (cpu_seconds(pid) - c0) / n}
+
+
 def compare(direct: dict[str, Any], via: dict[str, Any]) -> dict[str, Any]:
     return {"added_p50_ms": 1000 * (via["p50_s"] - direct["p50_s"]),
             "added_p99_ms": 1000 * (via["p99_s"] - direct["p99_s"]),
             "added_ttft_p50_ms": 1000 * (via["ttft_p50_s"] - direct["ttft_p50_s"]),
             "p50_ratio": via["p50_s"] / direct["p50_s"], "p99_ratio": via["p99_s"] / direct["p99_s"],
             "throughput_ratio": {k: via["throughput_rps"][k] / direct["throughput_rps"][k]
-                                 for k in direct["throughput_rps"]}}
+                                 for k in direct["throughput_rps"]},
+            "added_cpu_ms_per_request": via["cpu_ms_per_request"]}
 
 
 def tiny_trinity(path: Path, workers: list[str]) -> Path:
@@ -159,7 +177,7 @@ def overhead(args, work: Path) -> dict[str, Any]:
     stub_url = f"http://127.0.0.1:{stub_port}/v1"
     try:
         kw = dict(n_seq=args.n_seq, n_conc=args.n_conc, conc=[int(x) for x in str(args.concurrency).split(",")])
-        out["direct"] = asyncio.run(measure(stub_url, "bench-direct", **kw))
+        out["direct"] = measure_cpu(stub.pid, stub_url, "bench-direct", **kw)   # the stub's CPU
         print("direct:", json.dumps(out["direct"]), flush=True)
         # baseline router over one stub worker
         targets = [("random", ["random"], ["stub-worker"])]
@@ -184,7 +202,7 @@ def overhead(args, work: Path) -> dict[str, Any]:
             gw = start(cmd, f"http://127.0.0.1:{port}/health", work / f"gw-{name}.log",
                        env={"BATON_API_KEYS": f"{KEY}:bench"})
             procs.append(gw)
-            res = asyncio.run(measure(f"http://127.0.0.1:{port}/v1", name, headers=AUTH, **kw))
+            res = measure_cpu(gw.pid, f"http://127.0.0.1:{port}/v1", name, headers=AUTH, **kw)  # the gateway's
             out[name] = {"router": label if name == "trinity" else "random", **res, **compare(out["direct"], res)}
             print(f"{name}:", json.dumps(out[name]), flush=True)
             gw.terminate()
@@ -202,7 +220,7 @@ def overhead(args, work: Path) -> dict[str, Any]:
                            f"http://127.0.0.1:{port}/health/liveliness", work / "litellm.log",
                            env={"LITELLM_MASTER_KEY": KEY})
                 procs.append(ll)
-                res = asyncio.run(measure(f"http://127.0.0.1:{port}/v1", "stub", headers=AUTH, **kw))
+                res = measure_cpu(ll.pid, f"http://127.0.0.1:{port}/v1", "stub", headers=AUTH, **kw)
                 out["litellm"] = {**res, **compare(out["direct"], res)}
                 print("litellm:", json.dumps(out["litellm"]), flush=True)
             except RuntimeError as e:
@@ -312,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-faults", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    result: dict[str, Any] = {"cpu_count": os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    result: dict[str, Any] = {"cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+                              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp:
         work = Path(tmp)
         if not args.skip_overhead:
