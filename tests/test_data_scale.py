@@ -161,3 +161,34 @@ def test_knn_blocked_search_matches_the_full_matrix_and_bounds_memory(monkeypatc
     wk = w[:, :, None] * ~np.isnan(s)
     np.testing.assert_allclose(q, (wk * np.nan_to_num(s)).sum(1) / wk.sum(1), rtol=1e-5)
     np.testing.assert_allclose(c, (w[:, :, None] * train.costs[idx]).sum(1) / w.sum(1, keepdims=True), rtol=1e-5)
+
+
+# -- CSV: pyarrow's reader for well-formed files, the strict reader for diagnosis ------------------
+def test_csv_fast_reader_agrees_with_the_strict_reader(tmp_path, monkeypatch):
+    import numpy as np
+
+    from routers.data import common
+
+    f = tmp_path / "rb.csv"
+    f.write_text("\ufeffsample_id,prompt,eval_name,m1,m1|total_cost,m2,m2|model_response\n"
+                 's1,"two\nlines, quoted",e, 1 ,0.5,TRUE,"said ""hi"""\n'
+                 "\n"
+                 "s2,p2,e,,,false,\n"
+                 "s3,p3,e,0.25,1e-3,1_0e-1,r\n", encoding="utf-8")
+    fast = load_dataset(str(f))
+    assert common._read_csv_arrow(str(f)) is not None  # this file took the fast path
+    monkeypatch.setattr(common, "_read_csv_arrow", lambda path: None)
+    strict = load_dataset(str(f))
+    for k in ("ids", "prompts", "categories", "responses", "models"):
+        assert getattr(fast, k) == getattr(strict, k), k
+    np.testing.assert_array_equal(fast.scores, strict.scores)
+    np.testing.assert_array_equal(fast.costs, strict.costs)
+    np.testing.assert_array_equal(fast.scores, [[1, 1], [np.nan, 0], [0.25, 1.0]])  # '1_0e-1' = 1.0: Python's float
+
+
+def test_csv_fast_reader_leaves_bad_files_to_the_strict_reader(tmp_path):
+    f = tmp_path / "r.csv"
+    f.write_text("prompt,m1,m2\nx,True,False\ny,True\n")  # truncated last row
+    with pytest.raises(DataError, match="2 fields but the header has 3") as e:
+        load_dataset(str(f))
+    assert (e.value.row, e.value.column) == (2, "m2")

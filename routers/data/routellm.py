@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from routers.data.common import (LoadOptions, drop_index_column, parse_scores, parse_texts, pick_models,
-                                 read_csv_table, require_columns, require_text, warn_not_models)
+from routers.data.common import (LoadOptions, arrow_text, drop_index_column, parse_scores, parse_texts,
+                                 pick_models, read_csv_table, require_columns, require_text, warn_not_models)
 from routers.data.schema import RoutingDataset
 from routers.data.splits import assign_splits
 from routers.errors import DataError
@@ -22,8 +22,17 @@ from routers.errors import DataError
 RESPONSE_SUFFIX = "_response"
 
 
-def _is_bool_cell(v) -> bool:
-    return isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v.strip().lower() in ("true", "false"))
+def _has_bool_cell(values) -> bool:
+    """Whether any cell is True/False (a bool, or its text in any case)."""
+    text = arrow_text(values)
+    if text is not None:  # Arrow text from read_csv_table: checked in Arrow
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        words = pc.utf8_lower(pc.utf8_trim_whitespace(text))
+        return bool(pc.any(pc.is_in(words, value_set=pa.array(["true", "false"]))).as_py())
+    return any(isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v.strip().lower() in ("true", "false"))
+               for v in values)
 
 
 def split_columns(df: pd.DataFrame, *, file: str, wanted=None) -> tuple[list[str], dict[str, str], list[str]]:
@@ -40,7 +49,7 @@ def split_columns(df: pd.DataFrame, *, file: str, wanted=None) -> tuple[list[str
     if wanted is not None:
         models = pick_models(cand, wanted, file=file)
     else:
-        models = [c for c in cand if c in resp or any(_is_bool_cell(v) for v in df[c].tolist())]
+        models = [c for c in cand if c in resp or _has_bool_cell(df[c])]
         if models:  # else from_frame refuses the file, naming these columns
             warn_not_models([c for c in cand if c not in models], "no True/False cell and no _response column",
                             file=file)
