@@ -26,7 +26,7 @@ from conductor.executor import execute
 from conductor.prompts import build_prompt
 from conductor.workflow import Workflow, WorkflowError, parse_workflow
 from routers.episode import CallFn, Episode, ServingRouter, last_user_text
-from routers.checkpoint import HubMixin, make_readable
+from routers.checkpoint import HubMixin, make_readable, write_model_card
 from routers.errors import CheckpointError
 from routers.pool.base import Message
 
@@ -65,8 +65,26 @@ def _write(model, tokenizer, config: dict[str, Any], out: str | Path) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    write_model_card(out, **card_facts(config))
     make_readable(out)
     return out
+
+
+def card_facts(c: dict[str, Any]) -> dict[str, Any]:
+    """The model card of a checkpoint from its conductor_config.json (`routers.checkpoint.write_model_card`)."""
+    train = c.get("train_config") or {}
+    policy = (train.get("policy") or {}).get("model")
+    return {"router_type": "conductor", "workers": list(c["workers"]),
+            "coordinator": {"policy_model": policy, "revision": None, "max_new_tokens": c.get("max_new_tokens")},
+            "training_data": train.get("data"), "training_config": train, "metrics": c.get("metrics"),
+            "summary": f"A Conductor router (arXiv 2512.04388): policy LM `{policy}`, fine-tuned with GRPO, "
+                       f"writes a workflow of at most {c.get('max_steps')} steps over the workers.",
+            "limitations": [
+                "The policy was trained on the training task's questions with these workers described as in "
+                "the training prompt; other workers or descriptions are outside what it learned.",
+                f"An unparsable workflow falls back to one call to `{c.get('fallback_worker')}` (recorded in "
+                "the episode's meta).",
+                "Workflows call several workers per question: cost and latency are a multiple of one call's."]}
 
 
 class _StoredPool:
@@ -148,21 +166,7 @@ class ConductorRouter(HubMixin, ServingRouter):
         return _write(self.generator.model, self.generator.tok, self.cfg, path)
 
     def card(self) -> dict[str, Any]:
-        c = self.cfg
-        train = c.get("train_config") or {}
-        policy = (train.get("policy") or {}).get("model")
-        return {"router_type": "conductor", "workers": list(self.workers), "base_model": None,
-                "coordinator": {"policy_model": policy, "revision": None, "max_new_tokens": c.get("max_new_tokens")},
-                "training_data": train.get("data"), "training_config": train, "metrics": c.get("metrics"),
-                "summary": f"A Conductor router (arXiv 2512.04388): policy LM `{policy}`, fine-tuned with GRPO, "
-                           f"writes a workflow of at most {c.get('max_steps')} steps over the workers.",
-                "limitations": [
-                    "The policy was trained on the training task's questions with these workers described as in "
-                    "the training prompt; other workers or descriptions are outside what it learned.",
-                    f"An unparsable workflow falls back to one call to `{c.get('fallback_worker')}` (recorded in "
-                    "the episode's meta).",
-                    "Workflows call several workers per question: cost and latency are a multiple of one call's."]}
-
+        return card_facts(self.cfg)
 
 def load_router(path: str | Path, serving: bool = False, pool: Any = None, name: str | None = None,
                 device: str = "cpu", dtype: str = "float32") -> ConductorRouter:

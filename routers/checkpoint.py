@@ -5,7 +5,8 @@ Hub repo id (`huggingface_hub.snapshot_download`, so HF_HUB_OFFLINE and the loca
 as for any model), `push_to_hub`, and the model card (README.md with YAML metadata).
 
 `HubMixin` gives a router class `save_pretrained` / `from_pretrained` / `push_to_hub` on top of
-its own `save` and `_from_checkpoint(path, **kw)`; it is hand-written rather than
+its own `save` (which writes the model card too, so a checkpoint from `baton train` is ready for the
+Hub as well) and `_from_checkpoint(path, **kw)`; it is hand-written rather than
 `huggingface_hub.ModelHubMixin` because that one owns config.json, and ours carry the format.
 """
 
@@ -225,11 +226,12 @@ class HubMixin:
         return None
 
     def save_pretrained(self, path: str | Path, **card: Any) -> Path:
-        """Write the checkpoint and its model card (README.md) into `path`; `card` adds to / overrides
-        the card's fields (e.g. metrics=... from `baton.evaluate`)."""
+        """Write the checkpoint with its model card (README.md; `save` writes one too) into `path`;
+        `card` adds to / overrides the card's fields (e.g. metrics=... from `baton.evaluate`)."""
         path = Path(path)
         self.save(path)
-        write_model_card(path, **{**self.card(), **card})
+        if card:
+            write_model_card(path, **{**self.card(), **card})
         make_readable(path)
         return path
 

@@ -76,7 +76,7 @@ def test_train_refuses_an_existing_checkpoint_unless_asked(ckpt, capsys):
             "train.iterations=1", "train.popsize=4", "data.limit=30"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"--out {ckpt}: already holds config.json, router.safetensors" in err and "--overwrite" in err
+    assert f"--out {ckpt}: already holds README.md, config.json, router.safetensors" in err and "--overwrite" in err
     assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before          # nothing touched
     assert main(["train", "conductor", "--config", "demo", "--out", str(ckpt)]) == 2
     assert "already holds" in capsys.readouterr().err

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from routers.checkpoint import load_safetensors, read_router_config, save_safetensors
+from routers.checkpoint import load_safetensors, read_router_config, save_safetensors, write_model_card
 from routers.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
@@ -146,7 +146,31 @@ def save(path, *, coordinator, head, workers: list[str], protocol=None, svf=None
         tensors["svf_offsets"] = np.ascontiguousarray(svf.offsets, dtype=np.float64)
     save_safetensors(tensors, path / WEIGHTS)
     (path / "config.json").write_text(json.dumps(cfg, indent=2))
+    write_model_card(path, **card_facts(cfg))
     return path
+
+
+def card_facts(cfg: dict) -> dict[str, Any]:
+    """The model card of a checkpoint from its config.json (`routers.checkpoint.write_model_card`)."""
+    training = cfg.get("training") or {}
+    coord = dict(cfg.get("coordinator") or {})
+    coord.setdefault("revision", (coord.get("source") or {}).get("revision"))  # a Hub commit, else None
+    turns = (cfg.get("protocol") or {}).get("max_turns")
+    mode = (f"a multi-turn protocol (roles {', '.join(cfg['roles'])}, at most {turns} turns)" if cfg.get("roles")
+            else "single-turn selection")
+    return {"router_type": "trinity", "workers": list(cfg["workers"]), "coordinator": coord,
+            "training_data": training.get("data"), "training_config": training, "metrics": cfg.get("metrics"),
+            "summary": f"A TRINITY router (arXiv 2512.04695): a {cfg.get('head', {}).get('kind')} head on the hidden "
+                       f"state of coordinator `{coord.get('model')}` chooses the worker, in {mode}.",
+            "limitations": [
+                "The head was trained on the training data's prompts and on these workers' recorded behaviour; "
+                "other workers, or the same names serving other models, invalidate it.",
+                f"It needs the coordinator `{coord.get('model')}` with the same weights (sha256 "
+                f"{(coord.get('source') or {}).get('weights_sha256') or 'not recorded'}); loading refuses another.",
+                "The cost trade-off (lam) uses each worker's mean training cost, not per-prompt costs"
+                + ("" if cfg.get("mean_cost") is not None else "; no costs were recorded, so it is unavailable") + ".",
+                "Evaluation metrics come from the training run's own test split; judge it on your data with "
+                "`baton eval`."]}
 
 
 @dataclass

@@ -74,25 +74,8 @@ class TrinityRouter(Router):
         return run_episode_sync(TrinityServingRouter(self.trinity, name=self.name), messages, pool, lam)
 
     def card(self) -> dict[str, Any]:
-        c = self.trinity.config
-        training = c.get("training") or {}
-        coord = dict(c.get("coordinator") or {})
-        coord.setdefault("revision", (coord.get("source") or {}).get("revision"))  # a Hub commit, else None
-        mode = "single-turn selection" if self.trinity.head.n_roles == 0 else \
-            f"a multi-turn protocol (roles {', '.join(c.get('roles') or [])}, at most {self.trinity.protocol.max_turns} turns)"
-        return {"router_type": "trinity", "workers": list(self.trinity.workers), "coordinator": coord,
-                "training_data": training.get("data"), "training_config": training, "metrics": c.get("metrics"),
-                "summary": f"A TRINITY router (arXiv 2512.04695): a {c.get('head', {}).get('kind')} head on the hidden "
-                           f"state of coordinator `{coord.get('model')}` chooses the worker, in {mode}.",
-                "limitations": [
-                    "The head was trained on the training data's prompts and on these workers' recorded behaviour; "
-                    "other workers, or the same names serving other models, invalidate it.",
-                    f"It needs the coordinator `{coord.get('model')}` with the same weights (fingerprint "
-                    f"{coord.get('fingerprint')}); loading refuses another.",
-                    "The cost trade-off (lam) uses each worker's mean training cost, not per-prompt costs"
-                    + ("" if c.get("mean_cost") is not None else "; no costs were recorded, so it is unavailable") + ".",
-                    "Evaluation metrics come from the training run's own test split; judge it on your data with "
-                    "`baton eval`."]}
+        from trinity.checkpoint import card_facts
+        return card_facts(self.trinity.config)
 
     def save(self, path):
         """Write the TRINITY checkpoint again (not the baseline format: the weights live in the head)."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from routers.accounting import decision_costs
 from routers.data.schema import RoutingDataset
-from routers.checkpoint import HubMixin, make_readable, read_router_config
+from routers.checkpoint import HubMixin, make_readable, read_router_config, write_model_card
 from routers.errors import CheckpointError
 
 
@@ -102,6 +102,7 @@ class Router(HubMixin, abc.ABC):
                "training_data": self.training_data}
         (path / "config.json").write_text(json.dumps(cfg, indent=2))
         self._save_state(path)
+        write_model_card(path, **self.card())
         make_readable(path)
         return path
 
