@@ -168,3 +168,18 @@ def test_push_without_a_token_fails_before_any_upload(hub, ds, monkeypatch):
 def test_hub_id_absent_from_the_cache_names_the_repo(tmp_path):
     with pytest.raises(CheckpointError, match=r"baton-test/absent.*not in the local Hub cache"):
         baton.TrinityRouter.from_pretrained("baton-test/absent", cache_dir=tmp_path)
+
+
+def test_revision_selects_the_commit(hub, ds):
+    """Two pushes to one repo: the default loads the latest, `revision=<commit>` the earlier one."""
+    train = ds.split("train")
+    first = baton.baselines.BestSingle().fit(train)
+    best = first.models[int(np.nanmean(train.scores, axis=0).argmax())]
+    rest = train.select_models([m for m in train.models if m != best])
+    second = baton.baselines.BestSingle().fit(rest)
+    url1 = first.push_to_hub("baton-test/best", token="hf_stand_in")
+    second.push_to_hub("baton-test/best", token="hf_stand_in")
+    sha1 = url1.rsplit("/", 1)[1]
+    old = baton.baselines.BestSingle.from_pretrained("baton-test/best", revision=sha1, cache_dir=hub.cache)
+    new = baton.baselines.BestSingle.from_pretrained("baton-test/best", cache_dir=hub.cache)
+    assert old.models == first.models and new.models == second.models and best not in new.models
