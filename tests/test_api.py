@@ -107,3 +107,16 @@ def test_baseline_round_trip(ds, tmp_path):
     np.testing.assert_array_equal(again.predict_quality(prompts), knn.predict_quality(prompts))
     assert again.route(prompts[0]) == knn.route(prompts[0])
     assert again.training_data == {"name": "embedded", "n": knn.training_data["n"], "validation_n": None}
+
+
+def test_train_trinity_from_a_spec_keeps_its_output(tmp_path):
+    router = baton.train_trinity("route", data="embedded", out=tmp_path / "t", **TINY)
+    assert isinstance(router, baton.TrinityRouter) and (tmp_path / "t" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["training"]["data"]["limit"] == 80
+
+
+def test_evaluate_takes_names_and_specs(trained):
+    _, path = trained
+    report = baton.evaluate({"best": "best-single", "t": str(path)}, "embedded", n_boot=50)
+    assert set(report["routers"]) == {"best", "t"}
+    assert report["routers"]["best"]["accuracy"] == pytest.approx(report["best_single"]["accuracy"], abs=0.05)
