@@ -9,6 +9,7 @@
    (from /proc: on a shared, loaded machine the wall-clock ratios move with the load, this does
    not much). LiteLLM's proxy routes to the same stub in the same run when a `litellm` executable
    is given (--litellm BIN, e.g. from a separate venv) or found on PATH / in this venv.
+   And the gateway's own code per request without HTTP (`Gateway.chat` on an instant worker).
 2. Fault injection: N requests (default 2,000) through an in-process gateway over 3 workers whose
    calls fail ~30% of the time (stub 500/429 plus injected timeouts); counts client-visible errors
    and decision-log records (goal: 0 and exactly N).
@@ -236,6 +237,51 @@ def overhead(args, work: Path) -> dict[str, Any]:
     return out
 
 
+def code_cost(work: Path, n: int = 2000) -> dict[str, Any]:
+    """The gateway's own code per request, without HTTP: `Gateway.chat` called directly on a built
+    request, over a worker that answers instantly (what remains of the added latency is uvicorn,
+    the worker call's HTTP client and the kernel's loopback)."""
+    from starlette.requests import Request
+
+    from routers.baselines.serving import SingleChoice
+    from routers.baselines.simple import RandomRouter
+    from routers.pool.base import Worker, WorkerReply
+    from routers.pool.pool import Pool
+    from routers.serve.app import create_app
+
+    class Instant(Worker):
+        async def _chat(self, messages, **params):
+            return WorkerReply(text="Paris", worker=self.name, model=self.model, input_tokens=20, output_tokens=1,
+                               cost=0.0, latency_s=0.0)
+
+    pool = Pool([Instant("w1"), Instant("w2")])
+    gw = create_app({"random": SingleChoice(RandomRouter(models=pool.names), name="random")}, pool,
+                    log_path=work / "log-code.jsonl").state.gateway
+    body = json.dumps({"model": "random", "max_tokens": 16, "messages": ASK}).encode()
+
+    def request() -> Request:
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return Request({"type": "http", "method": "POST", "path": "/v1/chat/completions", "query_string": b"",
+                        "headers": [(b"content-type", b"application/json")]}, receive)
+
+    async def run(k: int) -> None:
+        for _ in range(k):
+            r = await gw.chat(request())
+            assert r.status_code == 200, r.body
+    asyncio.run(run(200))
+    c0, t0 = time.process_time(), time.perf_counter()
+    asyncio.run(run(n))
+    return {"us_per_request_wall": 1e6 * (time.perf_counter() - t0) / n,
+            "us_per_request_cpu": 1e6 * (time.process_time() - c0) / n, "n": n}
+
+
 def fault_injection(args, work: Path) -> dict[str, Any]:
     """N requests, ~30% of worker calls failing (stub 500/429 + injected timeouts), in process."""
     from routers.baselines.serving import SingleChoice
@@ -336,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         if not args.skip_overhead:
             result["overhead"] = overhead(args, work)
+            result["gateway_code"] = code_cost(work)
+            print("gateway code:", json.dumps(result["gateway_code"]), flush=True)
         if not args.skip_faults:
             result["faults"] = fault_injection(args, work)
             print("faults:", json.dumps(result["faults"]), flush=True)
