@@ -22,13 +22,14 @@ def _dataset(data):
     raise ConfigError(f"data: expected a RoutingDataset or a dataset spec, got {type(data).__name__}")
 
 
-def evaluate(routers: dict[str, Any], data, *, train=None, n_boot: int = 1000, seed: int = 0,
+def evaluate(routers: dict[str, Any], data, *, train=None, pool=None, n_boot: int = 1000, seed: int = 0,
              allow_overlap: bool = False, progress: bool = False) -> dict:
     """`baton eval` from Python: the same splits (`routers.evaluate.split_for_eval`) and the same
     `routers.evaluate.evaluate` call, so the same numbers. `routers`: name -> a Router (fitted ones
     are used as they are, others are fitted on the train split, tuning on the validation split as
     `baton eval` does), a baseline name, or a checkpoint folder / Hub id. `data` / `train`:
-    RoutingDatasets or dataset specs."""
+    RoutingDatasets or dataset specs. `pool` (a Pool or a shipped pool name): episode routers
+    (multi-turn TRINITY, Conductor) answer the test questions through it, as `baton eval --pool`."""
     from routers.evaluate import evaluate as _evaluate, split_for_eval
     from routers.registry import BASELINES, baseline_class, load_pretrained
     built = {}
@@ -45,7 +46,11 @@ def evaluate(routers: dict[str, Any], data, *, train=None, n_boot: int = 1000, s
     tr, validation, test = split_for_eval(data, source, data_spec=data.name,
                                           train_spec=None if source is None else source.name,
                                           allow_overlap=allow_overlap)
-    return _evaluate(built, tr, test, n_boot=n_boot, seed=seed, validation=validation, progress=progress)
+    if isinstance(pool, (str, Path)):
+        from routers.pool.config import load_pool
+        pool = load_pool(pool)
+    return _evaluate(built, tr, test, n_boot=n_boot, seed=seed, validation=validation, pool=pool,
+                     progress=progress)
 
 
 def _overrides(kw: dict[str, Any]) -> list[str]:
