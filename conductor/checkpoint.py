@@ -182,7 +182,8 @@ def load_router(path: str | Path, serving: bool = False, pool: Any = None, name:
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path / CONFIG_FILE}: not valid JSON ({e})") from None
     if cfg.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path / CONFIG_FILE}: format_version {cfg.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise CheckpointError(f"{path / CONFIG_FILE}: format_version {cfg.get('format_version')!r}, "
+                              f"expected {FORMAT_VERSION}")
     for key in ("workers", "max_steps", "max_new_tokens", "fallback_worker"):
         if key not in cfg:
             raise CheckpointError(f"{path / CONFIG_FILE}: missing {key!r}")

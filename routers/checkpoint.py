@@ -169,7 +169,8 @@ def write_model_card(path: str | Path, *, router_type: str, workers: list[str], 
     data = ModelCardData(library_name="baton", tags=["baton", "llm-routing", router_type],
                          base_model=base_model, baton=json.loads(json.dumps(meta, default=str)))
     rows = _metric_rows(metrics or {})
-    metric_md = ("| metric | value | 95% interval |\n|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    metric_md = ("| metric | value | 95% interval |\n|---|---|---|\n" + table
                  if rows else "No evaluation metrics are recorded in this checkpoint.")
     coord_md = ""
     if coordinator is not None:

@@ -98,7 +98,8 @@ def coordinator_source(spec: str) -> dict[str, Any]:
         try:
             folder = Path(snapshot_download(spec, local_files_only=True))
         except Exception as e:  # noqa: BLE001 - any failure means: not in the local Hub cache
-            raise CheckpointError(f"coordinator {spec!r}: not found in the local Hub cache ({type(e).__name__})") from None
+            raise CheckpointError(f"coordinator {spec!r}: not found in the local Hub cache "
+                                  f"({type(e).__name__})") from None
         src = {"kind": "hub", "repo_id": spec, "revision": folder.name, "path": str(folder)}
     src["weights_sha256"] = weights_sha256(src["path"])
     return src
@@ -247,10 +248,11 @@ def check_weights(cfg: dict, coordinator, spec: str, where) -> None:
         return
     have = coordinator_source(spec if src.get("kind") == "bundled" else coordinator.name)
     if have["weights_sha256"] != want:
+        named = ", ".join(f"{k} {src[k]}" for k in ("package", "version", "repo_id", "revision", "path") if k in src)
         raise CheckpointError(
             f"{where}: the coordinator's weights differ from the ones it was trained with: sha256 "
             f"{have['weights_sha256'][:16]}... of {have['path']}, recorded {want[:16]}... "
-            f"({', '.join(f'{k} {v}' for k, v in src.items() if k in ('package', 'version', 'repo_id', 'revision', 'path'))})")
+            f"({named})")
 
 
 def check_workers(cfg: dict, names, where) -> None:
