@@ -78,6 +78,20 @@ def config_path(kind: str, spec: str | Path) -> Path:
     raise ConfigError(f"{spec}: no such config file, nor a shipped {kind} config (shipped: {', '.join(names)})")
 
 
+# Router types whose checkpoint names a separate coordinator model: `baton export --include-coordinator`
+COORDINATOR_BUNDLERS: dict[str, str] = {
+    "trinity": "trinity.checkpoint:bundle_coordinator",
+}
+
+
+def bundle_coordinator(rtype: str, ckpt: Path, router_dir: Path, dest: Path) -> None:
+    """Copy the coordinator of checkpoint `ckpt` into `dest`, pointing the exported copy at it."""
+    if rtype not in COORDINATOR_BUNDLERS:
+        raise ConfigError(f"--include-coordinator: a {rtype} checkpoint has no separate coordinator "
+                          "(its folder already holds every weight it needs)")
+    _import(COORDINATOR_BUNDLERS[rtype])(Path(ckpt), Path(router_dir), Path(dest))
+
+
 # `baton train KIND`: the config loader per kind (to find the config's own `out`)
 CONFIG_LOADERS: dict[str, str] = {
     "trinity": "trinity.config:load_config",

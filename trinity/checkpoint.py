@@ -239,6 +239,31 @@ def coordinator_spec(cfg: dict, path: Path) -> str:
     return str(p)
 
 
+def bundle_coordinator(ckpt: Path, router_dir: Path, dest: Path) -> None:
+    """`baton export --include-coordinator`: copy the coordinator's weights of checkpoint `ckpt` into
+    `dest` and point the copied checkpoint in `router_dir` at them (source kind "bundled", relative
+    path, same sha256, the original source kept), refusing weights that differ from the recorded ones."""
+    import shutil
+    cfg_file = Path(router_dir) / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    want = (cfg["coordinator"].get("source") or {}).get("weights_sha256")
+    src = coordinator_source(coordinator_spec(cfg, ckpt))
+    if want and src["weights_sha256"] != want:
+        raise CheckpointError(f"{ckpt}: the coordinator found here ({src['path']}) is not the one it was trained "
+                              f"with (weights sha256 {src['weights_sha256'][:16]}..., recorded {want[:16]}...)")
+    from_path = Path(src["path"])
+    if from_path.is_file():
+        dest.mkdir()
+        shutil.copy2(from_path, dest / from_path.name)
+        rel = os.path.relpath(dest / from_path.name, router_dir)
+    else:
+        shutil.copytree(from_path, dest, ignore=shutil.ignore_patterns(".cache", "*.lock"))
+        rel = os.path.relpath(dest, router_dir)
+    cfg["coordinator"]["source"] = {"kind": "bundled", "path": rel, "weights_sha256": src["weights_sha256"],
+                                    "original": {k: v for k, v in src.items() if k != "weights_sha256"}}
+    cfg_file.write_text(json.dumps(cfg, indent=2))
+
+
 def check_weights(cfg: dict, coordinator, spec: str, where) -> None:
     """Refuse a coordinator whose weights' sha256 differs from the recorded one (a fine-tune with the
     same embeddings passes the sampled fingerprint, not this)."""

@@ -157,31 +157,6 @@ def _export_name(rtype: str, cfg: dict[str, Any], ckpt: Path) -> str:
     return ckpt.name
 
 
-def _bundle_coordinator(ckpt: Path, out: Path) -> None:
-    """Copy the TRINITY coordinator's weights into out/coordinator and point the exported
-    checkpoint at them (source kind "bundled", same sha256)."""
-    from trinity.checkpoint import coordinator_source, coordinator_spec
-    cfg_file = out / "router" / "config.json"
-    cfg = json.loads(cfg_file.read_text())
-    want = (cfg["coordinator"].get("source") or {}).get("weights_sha256")
-    src = coordinator_source(coordinator_spec(cfg, ckpt))
-    if want and src["weights_sha256"] != want:
-        raise CheckpointError(f"{ckpt}: the coordinator found here ({src['path']}) is not the one it was trained "
-                              f"with (weights sha256 {src['weights_sha256'][:16]}..., recorded {want[:16]}...)")
-    from_path = Path(src["path"])
-    dest = out / "coordinator"
-    if from_path.is_file():
-        dest.mkdir()
-        shutil.copy2(from_path, dest / from_path.name)
-        rel = f"../coordinator/{from_path.name}"
-    else:
-        shutil.copytree(from_path, dest, ignore=shutil.ignore_patterns(".cache", "*.lock"))
-        rel = "../coordinator"
-    cfg["coordinator"]["source"] = {"kind": "bundled", "path": rel, "weights_sha256": src["weights_sha256"],
-                                    "original": {k: v for k, v in src.items() if k != "weights_sha256"}}
-    cfg_file.write_text(json.dumps(cfg, indent=2))
-
-
 def export(checkpoint: str | Path, out: str | Path, *, pool: str | None = None, name: str | None = None,
            include_coordinator: bool = False) -> Path:
     ckpt, out = Path(checkpoint), Path(out)
@@ -203,10 +178,8 @@ def export(checkpoint: str | Path, out: str | Path, *, pool: str | None = None, 
     # training-resume state (pickles) is not needed to serve, and a pickle would run code when read
     shutil.copytree(ckpt, out / "router", ignore=shutil.ignore_patterns("*.pkl", "*.pickle", "optimizer*.pt", "wandb"))
     if include_coordinator:
-        if rtype != "trinity":
-            raise ConfigError(f"--include-coordinator: a {rtype} checkpoint has no separate coordinator "
-                              "(a Conductor folder already holds its policy's weights)")
-        _bundle_coordinator(ckpt, out)
+        from routers.registry import bundle_coordinator
+        bundle_coordinator(rtype, ckpt, out / "router", out / "coordinator")
     (out / "pool.yaml").write_text(f"# exported from {pool_src}\n" + yaml.safe_dump(pool_raw, sort_keys=False))
     (out / "README.md").write_text(_card(name, rtype, cfg, pool_raw, pool_src, ckpt))
     manifest = {"format_version": FORMAT_VERSION, "name": name, "router_type": rtype, "router": "router",
