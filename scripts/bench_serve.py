@@ -125,19 +125,21 @@ async def measure(url: str, model: str, *, n_seq: int, n_conc: int, conc: list[i
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used (Linux /proc): a per-request cost that a loaded
-    machine does not distort the way it distorts wall-clock ratios."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process has used (Linux /proc): a per-request cost that a
+    loaded machine does not distort the way it distorts wall-clock ratios."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_cpu(pid: int, *args, **kw) -> dict[str, Any]:
     """`measure`, plus the CPU milliseconds process `pid` spent per request during it."""
-    c0 = cpu_seconds(pid)
+    (u0, s0) = cpu_seconds(pid)
     res = asyncio.run(measure(*args, **kw))
+    (u1, s1) = cpu_seconds(pid)
     n = 5 * 2 + 2 * kw["n_seq"] + kw["n_conc"] * len(kw["conc"])
-    return {**res, "cpu_ms_per_request": 1000 * (cpu_seconds(pid) - c0) / n}
+    return {**res, "cpu_ms_per_request": 1000 * (u1 - u0 + s1 - s0) / n, "user_cpu_ms_per_request": 1000 * (u1 - u0) / n,
+            "system_cpu_ms_per_request": 1000 * (s1 - s0) / n}
 
 
 def compare(direct: dict[str, Any], via: dict[str, Any]) -> dict[str, Any]:

@@ -148,8 +148,9 @@ def test_multi_turn_router_refuses_what_its_intermediate_turns_cannot_honour(gw,
     err = r.json()["error"]
     assert err["param"] == param and err["code"] == "unsupported_for_route" and "multi-turn" in err["message"]
     assert st.requests == n0                        # no worker was called (nor paid)
-    # text-only requests still route through the multi-turn router; the log names the refusal
-    assert client(base).chat.completions.create(model="multi", messages=ASK).choices[0].message.content
+    # text-only requests still route through the multi-turn router (logprobs: false asks for
+    # nothing it cannot give); the log names the refusal
+    assert client(base).chat.completions.create(model="multi", messages=ASK, logprobs=False).choices[0].message.content
     recs = read_log(tmp_path / "log.jsonl")
     assert recs[-2]["status"] == 400 and recs[-2]["error"]["code"] == "unsupported_for_route"
 

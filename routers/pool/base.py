@@ -142,7 +142,7 @@ class Worker(abc.ABC):
 
     def refuse_unhonoured(self, params: dict[str, Any]) -> None:
         for k in PASSTHROUGH_PARAMS:
-            if params.get(k) is not None and k not in self.honours:
+            if params.get(k) not in (None, False) and k not in self.honours:   # logprobs: false asks nothing
                 raise BadRequest(self.name, f"{k}: the {type(self).__name__} backend cannot honour it")
 
     async def stream(self, messages: list[Message], **params: Any) -> AsyncIterator["Delta | WorkerReply"]:

@@ -229,7 +229,7 @@ class ChatCompletionRequest(_Strict):
 
     def needs_single_worker(self) -> list[tuple[str, str]]:
         """(field, what) of everything only a single-worker route can honour, in request order."""
-        out = [(k, f"{k} is given") for k in PASSTHROUGH_PARAMS if getattr(self, k) is not None
+        out = [(k, f"{k} is given") for k in PASSTHROUGH_PARAMS if getattr(self, k) not in (None, False)
                and not (k == "response_format" and self.response_format.type == "text")]
         for i, m in enumerate(self.messages):
             why = m.beyond_text()
