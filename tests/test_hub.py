@@ -183,3 +183,17 @@ def test_revision_selects_the_commit(hub, ds):
     old = baton.baselines.BestSingle.from_pretrained("baton-test/best", revision=sha1, cache_dir=hub.cache)
     new = baton.baselines.BestSingle.from_pretrained("baton-test/best", cache_dir=hub.cache)
     assert old.models == first.models and new.models == second.models and best not in new.models
+
+
+def test_serve_loads_a_router_by_hub_id(hub, ds, monkeypatch):
+    from huggingface_hub import constants
+
+    from routers.pool.config import load_pool
+    from routers.serve.loading import load_serving_router
+    knn = baton.baselines.KNN().fit(ds.split("train"))
+    knn.push_to_hub("baton-test/served", token="hf_stand_in")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub.cache))      # the default cache, offline
+    router = load_serving_router("knn-hub=baton-test/served", load_pool("simulated"))
+    assert router.name == "knn-hub" and router.workers == knn.models
+    with pytest.raises(CheckpointError, match="baton-test/absent.*not in the local Hub cache"):
+        load_serving_router("baton-test/absent", load_pool("simulated"))

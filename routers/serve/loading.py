@@ -3,6 +3,7 @@
     random                      a baseline that needs no fitting, over every pool worker
     outputs/demo/trinity        a checkpoint directory (TRINITY, Conductor, a fitted baseline)
     trinity-demo=outputs/x      the same, served under the model name `trinity-demo`
+    owner/name                  a checkpoint on the Hugging Face Hub (or in the local Hub cache)
     exports/my-router           a `baton export` directory (brings its own pool)
 
 TRINITY coordinators are wrapped in a `MicroBatcher`, so concurrent requests share forward
@@ -36,6 +37,9 @@ def load_serving_router(spec: str, pool, *, device: str = "cpu", batch: BatchCon
     from routers.registry import BASELINES, baseline_class, load_checkpoint, read_checkpoint_type
     name, target = split_spec(spec)
     path = Path(target)
+    if not path.exists() and target not in BASELINES and "/" in target and not target.startswith((".", "/")):
+        from routers.checkpoint import pretrained_dir
+        path = pretrained_dir(target)  # a Hub repo id: its snapshot (the local Hub cache when offline)
     if path.is_dir():
         from routers.serve.export import EXPORT_FILE, read_export
         if (path / EXPORT_FILE).is_file():
