@@ -163,8 +163,18 @@ def test_backend_that_cannot_honour_tools_is_a_400_not_a_silent_drop(tmp_path):
     pool = load_pool("simulated")
     app = create_app({"random": SingleChoice(RandomRouter(models=pool.names), name="random")}, pool,
                      log_path=tmp_path / "log.jsonl")
+    image = [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                          {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]
     with serving(app) as base:
+        c = client(base)
         with pytest.raises(openai.BadRequestError) as ei:
-            client(base).chat.completions.create(model="random", messages=ASK, tools=[WEATHER])
+            c.chat.completions.create(model="random", messages=ASK, tools=[WEATHER])
+        with pytest.raises(openai.BadRequestError) as ei2:
+            c.chat.completions.create(model="random", messages=image)
+        # text parts alone are text: the simulated pool answers them as it answers a string
+        parts = c.chat.completions.create(model="random", messages=[image[0] | {"content": image[0]["content"][:1]}])
+        assert parts.choices[0].message.content
     assert ei.value.body["code"] == "rejected_by_workers"
     assert "tools: the SimulatedWorker backend cannot honour it" in ei.value.body["message"]
+    assert "messages[0]: image_url content parts: the SimulatedWorker backend cannot honour it" in \
+        ei2.value.body["message"]

@@ -120,6 +120,7 @@ class Worker(abc.ABC):
     `stream_chunk_chars` pieces `stream_delay_s` apart (tests and benchmarks set the delay)."""
 
     honours: tuple[str, ...] = ()      # PASSTHROUGH_PARAMS this backend forwards to its model
+    rich_messages: bool = False        # takes content parts, tool messages and tool_calls as they are
     stream_chunk_chars: int = 16
     stream_delay_s: float = 0.0
 
@@ -138,7 +139,26 @@ class Worker(abc.ABC):
         """Answer `messages`. `params` may carry max_tokens, temperature, and hints that only some
         backends read (e.g. `role` for the simulated worker); unknown hints are ignored."""
         self.refuse_unhonoured(params)
+        if not self.rich_messages:
+            messages = self.text_messages(messages)
         return await self._chat(messages, **params)
+
+    def text_messages(self, messages: list[Message]) -> list[Message]:
+        """Messages as a text-only backend reads them: text parts joined into a string; anything
+        else (images, audio, tool messages, tool calls) refused by name, never silently dropped."""
+        out = []
+        for i, m in enumerate(messages):
+            c = m.get("content")
+            what = "a tool message" if m.get("role") == "tool" else "tool_calls" if m.get("tool_calls") else None
+            if isinstance(c, list):
+                kinds = sorted({str(p.get("type")) for p in c if isinstance(p, dict)} - {"text"})
+                what = what or (f"{'/'.join(kinds)} content parts" if kinds else None)
+                m = {**m, "content": content_text(c)}
+            if what:
+                raise BadRequest(self.name, f"messages[{i}]: {what}: the {type(self).__name__} backend cannot "
+                                 "honour it")
+            out.append(m)
+        return out
 
     def refuse_unhonoured(self, params: dict[str, Any]) -> None:
         for k in PASSTHROUGH_PARAMS:

@@ -156,6 +156,7 @@ class OpenAIWorker(Worker):
     """One model behind an OpenAI-compatible `/v1/chat/completions`."""
 
     honours = PASSTHROUGH_PARAMS
+    rich_messages = True
 
     def __init__(self, name: str, *, model: str, base_url: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", input_price: float = 0.0,
