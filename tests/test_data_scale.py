@@ -192,3 +192,46 @@ def test_csv_fast_reader_leaves_bad_files_to_the_strict_reader(tmp_path):
     with pytest.raises(DataError, match="2 fields but the header has 3") as e:
         load_dataset(str(f))
     assert (e.value.row, e.value.column) == (2, "m2")
+
+
+# -- native parquet: the long table read vectorized, dictionary-encoded ---------------------------
+def test_parquet_vectorized_read_equals_the_pandas_path(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from routers.data import native, save_parquet
+    from routers.data.common import LoadOptions
+
+    src = _dataset(40)
+    src.responses = [[None if (i + j) % 3 == 0 else f"r{i}.{j}" for j in range(src.n_models)] for i in range(40)]
+    f = save_parquet(src, tmp_path / "d.parquet")
+    df = pd.read_parquet(f).sample(frac=1.0, random_state=0)  # rows in any order: first appearance decides
+    df.to_parquet(f)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(f, read_dictionary=["id", "model", "prompt"])
+    fast = native.from_long_table(table, file=str(f), name="d", opts=LoadOptions())
+    slow = native.from_long_frame(pd.read_parquet(f), file=str(f), name="d", opts=LoadOptions())
+    for k in ("ids", "prompts", "categories", "splits", "models", "answers", "responses"):
+        assert getattr(fast, k) == getattr(slow, k), k
+    for k in ("scores", "costs"):
+        np.testing.assert_array_equal(getattr(fast, k), getattr(slow, k))
+    assert sorted(fast.ids) == sorted(src.ids)
+
+
+@pytest.mark.parametrize("change, match, where", [
+    (lambda df: df.assign(prompt=df["prompt"].where(df.index != 5, "other")), "has two different prompts", (6, "prompt")),
+    (lambda df: df.assign(id=df["id"].where(df.index != 3, " ")), "id is missing", (4, "id")),
+    (lambda df: df.assign(score=df["score"].where(df.index != 2, 7.0)), "outside", (3, "score")),
+    (lambda df: df.drop(columns=["prompt"]), "missing required column 'prompt'", (0, "prompt")),
+], ids=["two prompts", "blank id", "score > 1", "no prompt column"])
+def test_parquet_vectorized_errors_name_row_and_column(tmp_path, change, match, where):
+    import pandas as pd
+
+    from routers.data import save_parquet
+
+    f = save_parquet(_dataset(6), tmp_path / "d.parquet")
+    change(pd.read_parquet(f)).to_parquet(f)
+    with pytest.raises(DataError, match=match) as e:
+        load_dataset(str(f))
+    assert (e.value.file, e.value.row, e.value.column) == (str(f), *where)

@@ -207,13 +207,114 @@ def from_long_frame(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions
         responses=responses, answers=answers, name=name, meta={"format": "native", "source": file}, **kw)
 
 
+def _codes(table, column: str, *, file: str) -> tuple[np.ndarray, list[str]] | None:
+    """(per-row code, distinct texts) of a text column read dictionary-encoded, so a prompt repeated
+    for every model is one Python string, not m; None when the column is not text (the pandas path
+    then reads it). A null or blank cell is a DataError naming its row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.column(column)
+    if not (pa.types.is_dictionary(col.type) and pa.types.is_string(col.type.value_type)):
+        return None
+    col = col.unify_dictionaries() if col.num_chunks > 1 else col
+    words = col.chunk(0).dictionary if col.num_chunks else pa.array([], pa.string())
+    idx = pa.chunked_array([c.indices for c in col.chunks], type=col.type.index_type)
+    if idx.null_count:
+        raise DataError(f"{column} is missing", file=file, column=column,
+                        row=int(np.flatnonzero(idx.is_null().to_numpy(zero_copy_only=False))[0]) + 1)
+    codes = idx.to_numpy().astype(np.int64)
+    blank = np.flatnonzero(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(words)), 0).to_numpy(zero_copy_only=False))
+    if blank.size and np.isin(codes, blank).any():
+        raise DataError(f"{column} is missing", file=file, column=column,
+                        row=int(np.flatnonzero(np.isin(codes, blank))[0]) + 1)
+    return codes, words.to_pylist()
+
+
+def _first_appearance(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(new code per row numbered by first appearance, first row of each new code)."""
+    uniq, first = np.unique(codes, return_index=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    remap = np.zeros(int(uniq.max()) + 1 if len(uniq) else 0, dtype=np.int64)
+    remap[uniq] = rank
+    return remap[codes], first[order]
+
+
+def from_long_table(table, *, file: str, name: str, opts: LoadOptions) -> RoutingDataset | None:
+    """The long format from an Arrow table, vectorized (a 20M-row table in seconds); same result and
+    errors as `from_long_frame`, which the caller uses instead when this returns None (non-text ids)."""
+    import pyarrow as pa
+
+    require_columns(table.column_names, LONG_REQUIRED, file=file,
+                    hint="; native parquet is one row per (query, model)")
+    if table.num_rows == 0:
+        raise DataError("no data rows", file=file)
+    ids, models, prompts = (_codes(table, c, file=file) for c in ("id", "model", "prompt"))
+    if ids is None or models is None or prompts is None:
+        return None
+    q, first = _first_appearance(ids[0])
+    mc, mfirst = _first_appearance(models[0])
+    qids = [ids[1][ids[0][r]] for r in first]
+    mnames = [models[1][models[0][r]] for r in mfirst]
+    n, m = len(qids), len(mnames)
+    key = q * m + mc
+    order = np.argsort(key, kind="stable")
+    dup = order[1:][key[order][1:] == key[order][:-1]]  # rows repeating an earlier (query, model)
+    if dup.size:
+        i = int(dup.min())
+        raise DataError(f"second row for query {qids[q[i]]!r} and model {mnames[mc[i]]!r}", file=file, row=i + 1,
+                        column="model")
+    pcode = prompts[0]
+    bad = np.flatnonzero(pcode != pcode[first][q])
+    if bad.size:
+        raise DataError(f"query {qids[q[bad[0]]]!r} has two different prompts", file=file, row=int(bad[0]) + 1,
+                        column="prompt")
+
+    def dense(values):
+        a = np.full((n, m), np.nan)
+        a[q, mc] = values
+        return a
+
+    def numbers(col, parse, **kw):
+        c = table.column(col)
+        if pa.types.is_floating(c.type) or pa.types.is_integer(c.type):
+            values = c.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls -> NaN
+        else:  # text or bools: the per-cell rules and their errors
+            values = c.to_pylist()
+        return dense(parse(values, file=file, column=col, **kw))
+
+    has = set(table.column_names)
+    kw = {attr: numbers(fld, parse_numbers, what=fld) for fld, attr in NUMERIC.items() if fld in has}
+    responses = None
+    if "response" in has:
+        cells = np.full((n, m), None, dtype=object)
+        cells[q, mc] = table.column("response").to_numpy(zero_copy_only=False)
+        responses = [[None if v is None else str(v) for v in row] for row in cells.tolist()]
+    pick = lambda col: table.column(col).take(pa.array(first)).to_pylist()  # noqa: E731
+    cats = [str(c) if c is not None else name for c in pick("category")] if "category" in has else [name] * n
+    answers = [None if a is None else str(a) for a in pick("answer")] if "answer" in has else None
+    prompt_texts = [prompts[1][pcode[r]] for r in first]
+    return RoutingDataset(
+        ids=qids, prompts=prompt_texts, categories=cats,
+        splits=resolve_splits(pick("split") if "split" in has else [None] * n, prompt_texts, file=file, opts=opts),
+        models=mnames, scores=numbers("score", parse_scores), responses=responses, answers=answers, name=name,
+        meta={"format": "native", "source": file}, **kw)
+
+
 def load_parquet(spec: str, opts: LoadOptions) -> RoutingDataset:
+    import pyarrow.parquet as pq
+
     p = Path(spec)
     try:
-        df = pd.read_parquet(p)
+        table = pq.read_table(p, read_dictionary=["id", "model", "prompt"])
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
         raise DataError(f"cannot read parquet: {type(e).__name__}: {e}", file=str(p)) from None
-    return from_long_frame(df, file=str(p), name=p.stem, opts=opts)
+    ds = from_long_table(table, file=str(p), name=p.stem, opts=opts)
+    if ds is None:  # ids or models that are not text: the pandas path converts them as before
+        ds = from_long_frame(table.to_pandas(), file=str(p), name=p.stem, opts=opts)
+    return ds
 
 
 def save_parquet(ds: RoutingDataset, path: str | Path) -> Path:
