@@ -81,7 +81,8 @@ def test_from_pretrained_refuses_another_kind_and_missing(trained, tmp_path):
         baton.TrinityRouter.from_pretrained(str(tmp_path / "nope"))
     bad = tmp_path / "v9"
     bad.mkdir()
-    (bad / "config.json").write_text(json.dumps({**json.loads((path / "config.json").read_text()), "format_version": 9}))
+    cfg = json.loads((path / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**cfg, "format_version": 9}))
     with pytest.raises(CheckpointError, match=r"config.json: format_version 9"):
         baton.TrinityRouter.from_pretrained(bad)
 

@@ -38,7 +38,8 @@ pool = baton.load_pool("simulated")
 reply = router.answer([{"role": "user", "content": "2+2?"}], pool=pool)
 conductor = baton.ConductorRouter.from_pretrained(sys.argv[1])
 from routers.registry import config_path
-print(json.dumps({"baton": baton.__file__, "routers": routers.__file__, "knn_accuracy": report["routers"]["knn"]["accuracy"],
+print(json.dumps({"baton": baton.__file__, "routers": routers.__file__,
+                  "knn_accuracy": report["routers"]["knn"]["accuracy"],
                   "ranked": ranked, "reply_worker": reply.steps[0].worker, "conductor_workers": conductor.workers,
                   "pool_file": str(config_path("pools", "simulated")), "demo": str(config_path("trinity", "demo"))}))
 """
