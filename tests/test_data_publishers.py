@@ -88,6 +88,16 @@ def test_repeated_ids_that_disagree_name_both_rows(tmp_path):
     assert (e.value.file, e.value.row, e.value.column) == (str(f), 4, "sample_id")
 
 
+def test_repeated_ids_that_disagree_on_category_name_it(tmp_path):
+    df = _rb()
+    extra = df.iloc[[0]].copy()
+    extra["eval_name"] = "other"
+    f = tmp_path / "rb.csv"
+    pd.concat([df, extra], ignore_index=True).to_csv(f, index=False)
+    with pytest.raises(DataError, match="'mmlu.anatomy.0' at rows 1 and 4 with different category$"):
+        load_dataset(str(f))
+
+
 def test_repeated_ids_in_native_jsonl(tmp_path):
     line = {"id": "a", "prompt": "p", "split": "test", "results": {"m": {"score": 1, "cost": 0.1}}}
     f = tmp_path / "r.jsonl"
