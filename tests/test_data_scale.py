@@ -117,6 +117,10 @@ def test_arrow_bad_files_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="not a readable Arrow IPC file") as e:
         load_dataset(str(cut))
     assert e.value.file == str(cut)
+    empty = tmp_path / "empty.arrow"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match="not a readable Arrow IPC file"):
+        load_dataset(str(empty), format="native_arrow")
     bad = _dataset(10)
     bad.scores[3, 1] = 2.0
     f = save_arrow(bad, tmp_path / "bad.arrow")

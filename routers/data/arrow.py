@@ -110,11 +110,11 @@ def save_arrow(ds: RoutingDataset, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     m = ds.n_models
-    cols = {"id": pa.array(ds.ids, pa.string()), "prompt": pa.array(ds.prompts, pa.string()),
-            "category": pa.array(ds.categories, pa.string()).dictionary_encode(),
-            "split": pa.array(ds.splits, pa.string()).dictionary_encode()}
+    text = lambda xs: xs.arrow if isinstance(xs, TextColumn) else pa.array(xs, pa.string())  # noqa: E731
+    cols = {"id": text(ds.ids), "prompt": text(ds.prompts),
+            "category": text(ds.categories).dictionary_encode(), "split": text(ds.splits).dictionary_encode()}
     if ds.answers is not None:
-        cols["answer"] = pa.array(ds.answers, pa.string())
+        cols["answer"] = text(ds.answers)
     for fld, attr in MATRICES.items():
         a = getattr(ds, attr)
         if a is not None:
@@ -169,12 +169,12 @@ def load(spec: str, opts: LoadOptions) -> RoutingDataset:
 
     p = Path(spec)
     file = str(p)
-    mm = np.memmap(p, mode="c", dtype=np.uint8)  # copy-on-write: writes to the arrays never reach the file
     try:
+        mm = np.memmap(p, mode="c", dtype=np.uint8)  # copy-on-write: writes to the arrays never reach the file
         reader = pa.ipc.open_file(pa.py_buffer(mm))
         batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
         schema = reader.schema
-    except (pa.ArrowInvalid, OSError) as e:
+    except (pa.ArrowInvalid, OSError, ValueError) as e:  # ValueError: numpy cannot map an empty file
         raise DataError(f"not a readable Arrow IPC file: {e}", file=file) from None
     if len(batches) != 1:
         raise DataError(f"expected one record batch, found {len(batches)} (write it with save_arrow)", file=file)
