@@ -146,3 +146,16 @@ def test_llmrouter_library_query_llm_name_list_perf_list(tmp_path):
     with pytest.raises(DataError, match="'perf_list' has 2 entries for 3 models") as e:
         load_dataset(str(tmp_path / "bad.json"))
     assert (e.value.row, e.value.column) == (1, "perf_list")
+
+
+def test_recorder_rows_with_a_repeated_id_are_refused_outside_load_dataset():
+    """records_to_dataset (baton record) builds datasets with native.from_records directly."""
+    from routers.data.common import LoadOptions
+    from routers.data.native import from_records
+
+    rows = [{"id": "a", "prompt": "p", "results": {"m": {"score": 1, "latency": 0.5}}},
+            {"id": "a", "prompt": "p", "results": {"m": {"score": 1, "latency": 0.7}}}]
+    with pytest.raises(DataError, match="duplicate id 'a' at rows 1 and 2 with different latency of m"):
+        from_records(rows, file="rec.jsonl", name="rec", opts=LoadOptions())
+    with pytest.raises(DataError, match="duplicate id 'a' at rows 1 and 2$"):  # even the same record twice
+        from_records([rows[0], rows[0]], file="rec.jsonl", name="rec", opts=LoadOptions())

@@ -254,10 +254,11 @@ def _rows_differ(ds, a: int, b: int) -> str | None:
     return None
 
 
-def drop_repeated_ids(ds, *, file: str, column: str = "id"):
+def drop_repeated_ids(ds, *, file: str, column: str = "id", keep_agreeing: bool = True):
     """`ds` with each repeated id kept once (first row), with a warning counting them, when the repeated
     rows are the same record (publishers' files do repeat some, e.g. RouterBench's arc-challenge.val.172);
-    a DataError naming both rows when they differ. Rows count from 1 in the loaded order."""
+    a DataError naming both rows when they differ, or always when not `keep_agreeing`. Rows count from 1
+    in the loaded order."""
     unique = ds.ids.is_unique() if hasattr(ds.ids, "is_unique") else pd.Index(ds.ids).is_unique
     if unique:  # a hash table in C (Arrow or pandas): cheap on a million ids, where a dict is not
         return ds
@@ -269,6 +270,9 @@ def drop_repeated_ids(ds, *, file: str, column: str = "id"):
             repeats.append((j, i))
     for j, i in repeats:
         what = _rows_differ(ds, j, i)
+        if not keep_agreeing:
+            raise DataError(f"duplicate id {ds.ids[i]!r} at rows {j + 1} and {i + 1}"
+                            + (f" with different {what}" if what else ""), file=file, row=i + 1, column=column)
         if what is not None:
             raise DataError(f"duplicate id {ds.ids[i]!r} at rows {j + 1} and {i + 1} with different {what}",
                             file=file, row=i + 1, column=column)

@@ -49,7 +49,7 @@ def _to_dataset(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions) ->
     if native.looks_long(cols):
         return native.from_long_frame(df, file=file, name=name, opts=opts)
     if "results" in cols:
-        return native.from_records(df.to_dict("records"), file=file, name=name, opts=opts)
+        return native.from_records(df.to_dict("records"), file=file, name=name, opts=opts, keep_repeats=True)
     if "split" in cols:  # the wide formats have no split column of their own
         given = df["split"].tolist()
         ds = _to_dataset(df.drop(columns=["split"]), file=file, name=name, opts=opts)

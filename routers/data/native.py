@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from routers.data.common import (LoadOptions, parse_numbers, parse_scores, require_columns,
+from routers.data.common import (LoadOptions, drop_repeated_ids, parse_numbers, parse_scores, require_columns,
                                  require_text)
 from routers.data.schema import RoutingDataset
 from routers.data.splits import assign_splits, normalize_split
@@ -72,8 +72,10 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def from_records(rows: list[dict], *, file: str, name: str, opts: LoadOptions) -> RoutingDataset:
-    """Native per-query records (from JSONL or a hub dataset) -> RoutingDataset."""
+def from_records(rows: list[dict], *, file: str, name: str, opts: LoadOptions,
+                 keep_repeats: bool = False) -> RoutingDataset:
+    """Native per-query records (from JSONL or a hub dataset) -> RoutingDataset. A repeated id is refused,
+    unless `keep_repeats` (files read by load_dataset), where identical repeated records are kept once."""
     n = len(rows)
     models: list[str] = []
     raw: dict[str, dict[str, list]] = {}  # field -> model -> column
@@ -114,16 +116,17 @@ def from_records(rows: list[dict], *, file: str, name: str, opts: LoadOptions) -
     answers = None
     if any("answer" in r for r in rows):
         answers = [None if r.get("answer") is None else str(r["answer"]) for r in rows]
-    return RoutingDataset(
+    ds = RoutingDataset(
         ids=ids, prompts=prompts, categories=[str(r.get("category") or name) for r in rows],
         splits=resolve_splits([r.get("split") for r in rows], prompts, file=file, opts=opts), models=models,
         scores=matrix("score", parse_scores), responses=responses, answers=answers, name=name,
         meta={"format": "native", "source": file}, **kw)
+    return drop_repeated_ids(ds, file=file, keep_agreeing=keep_repeats)
 
 
 def load_jsonl(spec: str, opts: LoadOptions) -> RoutingDataset:
     p = Path(spec)
-    return from_records(read_jsonl(p), file=str(p), name=p.stem, opts=opts)
+    return from_records(read_jsonl(p), file=str(p), name=p.stem, opts=opts, keep_repeats=True)
 
 
 def save_jsonl(ds: RoutingDataset, path: str | Path) -> Path:
