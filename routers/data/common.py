@@ -144,6 +144,17 @@ def _arrow_numbers(text, allow_bool: bool) -> np.ndarray | None:
     return np.asarray(num.to_numpy(zero_copy_only=False), dtype=np.float64)  # nulls -> NaN
 
 
+def _plain_numbers(cells: list) -> np.ndarray | None:
+    """JSON numbers and nulls in one numpy call (None -> NaN), ~10x faster than `_to_float` per cell;
+    None when any cell is something else (a bool, text), which the per-cell rules then read."""
+    if not {type(v) for v in cells} <= _PLAIN_NUMBERS:
+        return None
+    try:
+        return np.array(cells, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range: the per-cell loop names it
+        return None
+
+
 def _is_missing(v) -> bool:
     return v is None or (isinstance(v, float) and v != v) or v is pd.NA or (isinstance(v, str) and not v.strip())
 
@@ -156,6 +167,7 @@ def _cells(values) -> list:
 
 
 _BOOL_TEXT = {"true": 1.0, "false": 0.0}
+_PLAIN_NUMBERS = {int, float, type(None)}  # not bool: a bool is a score only where allow_bool says so
 
 
 def _to_float(v, allow_bool: bool) -> float | None:
@@ -171,7 +183,7 @@ def _to_float(v, allow_bool: bool) -> float | None:
         v = t
     try:
         return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -193,13 +205,15 @@ def parse_numbers(values, *, file: str, column: str, what: str = "value", lo: fl
         cells = None
     else:
         cells = _cells(values)
-        num = np.empty(len(cells), dtype=np.float64)
-        for i, v in enumerate(cells):
-            x = _to_float(v, allow_bool)
-            if x is None:
-                kind = "a number or True/False" if allow_bool else "a number"
-                raise DataError(f"{what} {v!r} is not {kind}", file=file, row=first_row + i, column=column)
-            num[i] = x
+        num = _plain_numbers(cells)
+        if num is None:
+            num = np.empty(len(cells), dtype=np.float64)
+            for i, v in enumerate(cells):
+                x = _to_float(v, allow_bool)
+                if x is None:
+                    kind = "a number or True/False" if allow_bool else "a number"
+                    raise DataError(f"{what} {v!r} is not {kind}", file=file, row=first_row + i, column=column)
+                num[i] = x
     with np.errstate(invalid="ignore"):
         out = np.zeros(len(num), dtype=bool)
         if lo is not None:
