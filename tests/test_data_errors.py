@@ -41,6 +41,8 @@ CASES = [
     ("jsonl score > 1", "s.jsonl", '{"id": "a", "prompt": "p", "results": {"m": {"score": 3}}}\n', (1, "results.m.score"),
      "outside"),
     ("stray delimiter", "u.csv", "prompt,m1\nx,True\ny,True,extra\n", (2, None), "3 fields but the header has 2"),
+    ("json cost beyond float range", "w.jsonl", '{"id": "a", "prompt": "p", "results": {"m": {"score": 1, "cost": 1'
+     + "0" * 400 + '}}}\n', (1, "results.m.cost"), "is not a number"),
     ("json without any scores", "v.json", json.dumps([{"question": "q", "scores": {}}]), (None, "scores"), "no item has"),
     ("csv of unknown shape", "t.csv", "text,label\nhi,1\n", (0, None), "cannot tell the format"),
 ]
