@@ -10,7 +10,9 @@ Measured two ways, both before and after GRPO on the same questions:
 - exactly: the policy's expected reward, sum over workers of p(worker | prompt) * reward (no
   sampling noise), and p(gamma) itself;
 - as trained: the mean sampled reward of the last steps against the first steps.
-A no-op trainer leaves p(gamma) near 1/3 (where the random warm start puts it) and the curve flat.
+A no-op trainer leaves p(gamma) where the random warm start puts it and the curve flat.
+Seeds 0-4 (grpo.seed and torch seed): p(gamma) 0.16-0.51 -> 0.85-0.97, sampled reward of the last
+three steps 0.10-0.49 above the first three; this test runs seed 0 (deterministic on one thread).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from conductor.env import ConductorEnv
 from conductor.toy import ToyPool, ToyTask
 
 PREFILL = 'subtasks = ["Answer."]\naccess_list = [[]]\nmodel_id = ["'
-TEMPLATE = "Workers:\n{workers}\n{examples}Question: {question}\n"
+# Only the question: the worker list would triple the prompt, and trl's CPU log-prob pass grows with it
+# (the test runs in about half the time); the policy learns the names from the warm start.
+TEMPLATE = "{question}\n"
 
 
 class Arithmetic(ToyTask):
