@@ -218,6 +218,8 @@ def _grpo_value(value: Any, tp: Any, key: str) -> Any:
         if value in allowed or isinstance(value, tp):
             return value
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return value  # as TRL would hold it (save_steps: 10 stays a step count, not 10.0)
     if tp in (bool, int, float, str, Any) or origin in (list, dict) or tp in (list, dict):
         return coerce(value, tp, key)
     return value
