@@ -33,9 +33,12 @@ def evaluate_policy(generator, env: ConductorEnv, items: list[TaskItem], *, batc
             key = f"{it.category}->{o.episode.steps[-1].worker}"
             choices[key] = choices.get(key, 0) + 1
     n = max(1, len(outs))
-    stats = batch_stats(outs)  # reward and accuracy over the scored items; worker failures are counted apart
+    stats = batch_stats(outs)
+    # held-out accuracy follows the evaluator's rule (routers.accounting): a question whose workflow
+    # failed is a wrong answer, never skipped; the failure rate is reported beside it
+    acc = sum(o.score for o in outs if o.reward is not None) / n
     return {"n": len(outs), "mean_reward": stats["reward"], "worker_failure_rate": stats["worker_failure_rate"],
-            "parse_rate": stats["parse_rate"], "accuracy": stats["accuracy"],
+            "parse_rate": stats["parse_rate"], "accuracy": acc,
             "mean_steps": sum(o.meta.get("steps", 0) for o in outs) / max(1, sum(o.parsed for o in outs)),
             "worker_cost": sum(o.episode.cost for o in outs if o.episode) / n,
             "orchestration_input_tokens": orch_in / n, "orchestration_output_tokens": orch_out / n,
