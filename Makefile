@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install install-data demo test clean
+.PHONY: install install-data demo test results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# every number the README states, regenerated into results/ (needs ../shared for the team suites)
+results: $(STAMP)
+	$(BIN)/python scripts/make_results.py --readme
 
 clean:
 	rm -rf $(VENV) .pytest_cache outputs
