@@ -41,12 +41,13 @@ SUITES = {
     "routellm-mmlu": (str(SHARED / "routellm" / "mmlu"), "builtin", "RouteLLM MMLU"),
     "routellm-gsm8k": (str(SHARED / "routellm" / "gsm8k"), "builtin", "RouteLLM GSM8K"),
 }
-# CPU benchmarks: script -> arguments (each writes the JSON named by --out)
+# CPU benchmarks: script -> (its output flag, arguments); each writes results/<script>.json
 BENCHES = {
-    "bench_data": ["--quick"],
-    "bench_sandbox": [],
-    "bench_serve": ["--quick"],
-    "bench_record": ["--quick"],
+    "bench_data": ("--out", []),
+    "bench_knn": ("--out", []),
+    "bench_sandbox": ("--out", []),
+    "bench_serve": ("--out", []),
+    "bench_record": ("--json", ["--tasks", "mmlu:2500", "--processes", "1,2,4"]),
 }
 
 
@@ -131,14 +132,14 @@ def stage_ablations(seeds: str = "0,1,2") -> dict:
 
 def stage_bench() -> dict:
     out = {}
-    for script, args in BENCHES.items():
+    for script, (flag, args) in BENCHES.items():
         path = REPO / "scripts" / f"{script}.py"
         target = RESULTS / f"{script}.json"
         if not path.is_file():
             out[script] = {"skipped": "script absent"}
             continue
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, str(path), *args, "--out", str(target)], cwd=REPO,
+        r = subprocess.run([sys.executable, str(path), *args, flag, str(target)], cwd=REPO,
                            capture_output=True, text=True)
         out[script] = {"rc": r.returncode, "seconds": time.perf_counter() - t0, "file": str(target.relative_to(REPO))}
         if r.returncode:
@@ -204,6 +205,7 @@ def render() -> str:
         out += ["### TRINITY ablations on LLMRouter", ""]
         out += [f"Skipped: {a['skipped']}.", ""] if "skipped" in a else \
             [f"`{a['command']}`", "", a["table"].split("\n\n", 1)[1].strip(), ""]
+    out += render_benches()
     bench = RESULTS / "bench.json"
     if bench.is_file():
         b = json.loads(bench.read_text())
@@ -213,6 +215,57 @@ def render() -> str:
             out.append(f"| {k} | {status} | `{v.get('file', '-')}` |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _load(name: str) -> dict | None:
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def render_benches() -> list[str]:
+    """Headline figures of the CPU benchmarks (each JSON has the rest); ratios are measured in one run."""
+    rows = []
+    s = _load("bench_serve")
+    if s:
+        r = s["overhead"].get("random", {})
+        rows.append(("gateway (`scripts/bench_serve.py`), `random` router vs a direct call to the same stub",
+                     f"added p50 {_f(r.get('added_p50_ms'), '.1f')} ms, p99 {_f(r.get('added_p99_ms'), '.1f')} ms, "
+                     f"TTFT {_f(r.get('added_ttft_p50_ms'), '.1f')} ms; throughput ratio "
+                     + ", ".join(f"{_f(v, '.2f')} at {k} in flight" for k, v in (r.get("throughput_ratio") or {}).items())
+                     + f"; baton's own code {_f(s.get('gateway_code', {}).get('us_per_request_cpu'), '.0f')} µs CPU/request"))
+    d = _load("bench_data")
+    if d:
+        g = d.get("growth") or {}
+        arrow = [x for x in d.get("results", []) if x.get("format") in ("native_arrow", "arrow") and x.get("rows") == max(
+            (y.get("rows", 0) for y in d.get("results", [])), default=0)]
+        a = arrow[0] if arrow else {}
+        rows.append(("routing data load (`scripts/bench_data.py`), Arrow at the largest size",
+                     f"{_f(a.get('rows_per_s'), ',.0f')} rows/s, peak {_f(a.get('peak_over_dense'), '.2f')}x the dense arrays"
+                     if a else f"see results/bench_data.json ({len(g)} growth ratios)"))
+    k = _load("bench_knn")
+    if k and k.get("results"):
+        big = k["results"][-1]
+        rows.append(("kNN, blocked exact search (`scripts/bench_knn.py`)",
+                     f"{big.get('train'):,} training queries: fit {_f(big.get('fit_s'), '.1f')} s, "
+                     f"{_f(big.get('route_queries_per_s'), ',.0f')} queries/s, peak {_f(big.get('peak_mb'), ',.0f')} MB"))
+    rec = _load("bench_record")
+    if rec:
+        best = max(rec.get("throughput", []), key=lambda x: x.get("requests_per_s_sustained", 0), default={})
+        rows.append(("`baton record` against stub servers (`scripts/bench_record.py`)",
+                     f"{_f(best.get('requests_per_s_sustained'), ',.0f')} requests/s sustained with "
+                     f"{best.get('processes')} processes (recorder alone {_f(rec.get('recorder_alone', {}).get('requests_per_s'), ',.0f')}/s); "
+                     f"kill -9 + resume: {'ok' if rec.get('kill_9_resume') else '?'}"))
+    sb = _load("bench_sandbox")
+    if sb:
+        o = sb.get("overhead", {})
+        rows.append(("code sandbox (`scripts/bench_sandbox.py`)",
+                     f"namespace run {_f(1000 * o.get('namespace_s', float('nan')), '.0f')} ms, tripwire "
+                     f"{_f(1000 * o.get('tripwire_s', float('nan')), '.0f')} ms, plain subprocess "
+                     f"{_f(1000 * o.get('plain_subprocess_s', float('nan')), '.0f')} ms (median of {o.get('repeats')})"))
+    if not rows:
+        return []
+    return ["### Benchmarks (this 2-core machine, shared; one run each)", "", "| benchmark | figure |", "|---|---|"] + \
+        [f"| {a} | {b} |" for a, b in rows] + [""]
 
 
 def readme_block(readme: str) -> str:
