@@ -54,9 +54,13 @@ def conductor_config(env: ConductorEnv) -> dict[str, Any]:
             "worker_params": env.worker_params(), "train_config": cfg.to_dict()}
 
 
-def save_conductor(model, tokenizer, env: ConductorEnv, out: str | Path) -> Path:
-    """Write the HF model folder plus conductor_config.json into `out`."""
-    return _write(model, tokenizer, conductor_config(env), out)
+def save_conductor(model, tokenizer, env: ConductorEnv, out: str | Path, metrics: dict | None = None) -> Path:
+    """Write the HF model folder plus conductor_config.json into `out`; `metrics` (e.g. the held-out
+    evaluation after training) go into it and onto the model card."""
+    cfg = conductor_config(env)
+    if metrics:
+        cfg["metrics"] = metrics
+    return _write(model, tokenizer, cfg, out)
 
 
 def _write(model, tokenizer, config: dict[str, Any], out: str | Path) -> Path:

@@ -199,3 +199,19 @@ def test_serve_loads_a_router_by_hub_id(hub, ds, monkeypatch):
     assert router.name == "knn-hub" and router.workers == knn.models
     with pytest.raises(CheckpointError, match="baton-test/absent.*not in the local Hub cache"):
         load_serving_router("baton-test/absent", load_pool("simulated"))
+
+
+def test_conductor_metrics_reach_the_card(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from conductor.checkpoint import save_conductor
+    from conductor.config import load_config
+    from conductor.env import ConductorEnv
+    from conductor.policy import load_policy
+    cfg = load_config(None)
+    model, tok = load_policy(cfg.policy.model)
+    path = save_conductor(model, tok, ConductorEnv.from_config(cfg), tmp_path / "c",
+                          metrics={"eval_after": {"accuracy": 0.5, "n": 30}})
+    card = ModelCard.load(path / "README.md")
+    assert card.data.to_dict()["baton"]["metrics"]["eval_after"]["accuracy"] == 0.5
+    assert "| eval_after accuracy | 0.5 | not recorded |" in card.text
