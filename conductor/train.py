@@ -173,7 +173,7 @@ def train(cfg: ConductorConfig, out: str | Path | None = None, *, resume: bool =
     if evaluate and eval_items:
         summary["eval_after"] = evaluate_policy(Generator(model, tok, cfg.grpo["max_completion_length"]),
                                                 env, eval_items, progress=progress)
-    save_conductor(model, tok, env, out)
+    save_conductor(model, tok, env, out, metrics=summary.get("eval_after"))  # onto the model card too
     curve = reward_curve(trainer.state.log_history)
     summary["curve"] = curve
     (out / "reward_curve.json").write_text(json.dumps(curve, indent=2))

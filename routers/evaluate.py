@@ -286,7 +286,8 @@ def _jsonable(x: Any) -> Any:
 
 # -- baton eval ------------------------------------------------------------------------------
 def build_routers(spec: str, encoder: str | None = None, pool=None) -> dict[str, Any]:
-    """Routers from the --routers list: baseline names, or name=CHECKPOINT_DIR (loaded, marked fitted).
+    """Routers from the --routers list: baseline names, or name=CHECKPOINT (a folder or a Hub repo id;
+    loaded, marked fitted).
 
     A checkpoint that answers in one step (a TRINITY selection head, a fitted baseline) is scored on
     recorded data; one that runs episodes (multi-turn TRINITY, a Conductor) is loaded as the server
@@ -299,6 +300,8 @@ def build_routers(spec: str, encoder: str | None = None, pool=None) -> dict[str,
             continue
         if "=" in item:
             name, path = (s.strip() for s in item.split("=", 1))
+            from routers.checkpoint import pretrained_dir
+            path = str(pretrained_dir(path))  # a folder, or a Hub repo id (downloaded / read from the cache)
             router = registry.load_checkpoint(path)
             if _runs_episodes(router):
                 if pool is None:

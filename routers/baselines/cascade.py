@@ -156,6 +156,8 @@ class CascadeRouter(EmbeddingRouter):
         return self._order[np.argmax(qo, axis=1)]
 
     def route(self, prompts, lam=0.0, categories=None, quality=None, cost=None):
+        if isinstance(prompts, str):  # one prompt from a notebook: the ranking, as Router.route gives
+            return self.rank(prompts, lam)
         q = self.predict_quality(prompts, categories) if quality is None else np.asarray(quality)
         return self._walk(q, self.threshold_for(lam))
 
