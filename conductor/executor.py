@@ -94,10 +94,3 @@ async def execute(workflow: Workflow, question: str, call: CallFn, *, item_id: s
     if any("depth" in s.meta for s in steps):
         meta["recursed"] = True
     return Episode(answer=steps[-1].reply.text, steps=list(steps), meta=meta)
-
-
-def pool_call(pool) -> CallFn:
-    """The trainers' CallFn: ask the first candidate of `pool` directly (no retries/fallback)."""
-    async def call(candidates, messages, params):
-        return await pool.call(candidates[0], messages, **params)
-    return call

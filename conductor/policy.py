@@ -13,33 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from routers.errors import ConfigError
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 def load_policy(spec: str, dtype: str = "float32", device: str = "cpu"):
     """(model, tokenizer) ready for GRPO and generation; the tokenizer pads on the left."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from routers.models import check_device, load_causal_lm, torch_dtype
 
-    from routers.models import resolve_model
-
-    if dtype not in DTYPES:
-        raise ConfigError(f"policy.dtype: {dtype!r} is not one of {sorted(DTYPES)}")
-    path = resolve_model(spec)
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
-    config = AutoConfig.from_pretrained(path)
-    qc = getattr(config, "quantization_config", None)
-    if isinstance(qc, dict) and qc.get("quant_method") == "gguf":
-        # a folder converted from GGUF holds de-quantized fp32 weights; the leftover marker would make
-        # the Trainer refuse to fine-tune it as a "quantized" model
-        del config.quantization_config
-    from routers.models import check_device
+    torch_dtype(dtype, "policy.dtype")
     check_device(device, "conductor policy device")
-    model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=DTYPES[dtype]).to(device)
+    model, tok = load_causal_lm(spec, dtype=dtype, padding_side="left")
+    model = model.to(device)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
     return model, tok

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from conductor.env import ConductorEnv
-from conductor.executor import execute, pool_call
+from conductor.executor import execute
 from conductor.workflow import WorkflowError
-from routers.episode import CallFn, Episode
+from routers.episode import CallFn, Episode, pool_call
 from routers.tasks.base import TaskItem
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from typing import Protocol
 
 import numpy as np
 
-from routers.models import cache_root, check_device
+from routers.models import check_device
+from routers.paths import cache_root
 from routers.sqlitedb import connect_wal
 from routers.errors import ConfigError
 
@@ -309,5 +310,5 @@ def encode(texts: list[str], encoder: str | None = None, batch_size: int = 64,
 
 Encoder = HFEncoder  # the HF encoder class under its short name
 
-__all__ = ["Encoder", "HFEncoder", "HashingEncoder", "PrecomputedEncoder", "EmbeddingCache", "TextEncoder", "cache_root",
+__all__ = ["Encoder", "HFEncoder", "HashingEncoder", "PrecomputedEncoder", "EmbeddingCache", "TextEncoder",
            "encode", "get_encoder", "minilm_path", "register_encoder", "DEFAULT_ENCODER"]

@@ -27,6 +27,14 @@ from routers.pool.base import CALL_HINTS, Message, WorkerReply, worker_params
 CallFn = Callable[[list[str], list[Message], dict[str, Any]], Awaitable[WorkerReply]]
 
 
+def pool_call(pool) -> CallFn:
+    """The trainers' `CallFn` over a `routers.pool.Pool`: the first candidate answers (no retries or
+    fallback; a failure is the candidate's problem to surface, not to hide)."""
+    async def call(candidates: list[str], messages: list[Message], params: dict[str, Any]):
+        return await pool.call(candidates[0], messages, **params)
+    return call
+
+
 @dataclass
 class Step:
     worker: str                        # who answered (after any fallback)

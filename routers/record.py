@@ -43,6 +43,7 @@ import numpy as np
 from routers.data.schema import RoutingDataset
 from routers.data.splits import assign_splits
 from routers.errors import ConfigError, DataError
+from routers.paths import cache_root
 from routers.pool.base import WorkerError
 from routers.tasks import Task, TaskItem, get_task, load_task_items
 
@@ -550,11 +551,6 @@ def cli_record(args) -> int:
 
 # -- the embedded default dataset ------------------------------------------------------------------
 
-def cache_dir() -> Path:
-    """baton's cache root: $BATON_CACHE, else ~/.cache/baton."""
-    return Path(os.environ.get("BATON_CACHE") or Path.home() / ".cache" / "baton")
-
-
 def configs_dir() -> Path:
     """The configs/ folder: $BATON_CONFIGS, else the one beside the `routers` package (the repo)."""
     return Path(os.environ.get("BATON_CONFIGS") or CONFIGS)
@@ -571,7 +567,7 @@ def embedded_dataset(seed: int = 0, n_mmlu: int = 600, n_gsm8k: int = 400, *,
                         "repo's configs/ folder)", file=str(pool_file))
     pool_hash = hashlib.sha256(pool_file.read_bytes()).hexdigest()[:12]
     key = f"v{EMBEDDED_VERSION}-seed{seed}-mmlu{n_mmlu}-gsm8k{n_gsm8k}-pool{pool_hash}"
-    out = cache_dir() / "embedded" / f"{key}.jsonl"
+    out = cache_root() / "embedded" / f"{key}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     spec = ",".join(p for p in (f"mmlu:{n_mmlu}" if n_mmlu else "", f"gsm8k:{n_gsm8k}" if n_gsm8k else "") if p)
     items = load_task_items(spec, seed=seed)

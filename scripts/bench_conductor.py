@@ -20,9 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from conductor.executor import execute, pool_call
+from conductor.executor import execute
 from conductor.toy import ToyPool, ToyTask
 from conductor.workflow import Workflow
+from routers.episode import pool_call
 
 
 async def _executor_bench(reps: int) -> dict:

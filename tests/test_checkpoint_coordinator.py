@@ -35,10 +35,10 @@ def tiny():
 
 def test_source_and_sha256_recorded(tiny, tmp_path):
     import hashlib
-    from routers.models import PACKAGED, package_file
+    from routers.models import PACKAGED, packaged
     cfg = json.loads((_save(tiny, tmp_path / "ck") / "config.json").read_text())
     src = cfg["coordinator"]["source"]
-    gguf = package_file(*PACKAGED["tiny"])
+    gguf = packaged(*PACKAGED["tiny"])
     assert src["kind"] == "package" and src["package"] == "tinycoder" and src["version"] and src["path"] == str(gguf)
     file_sha = hashlib.sha256(gguf.read_bytes()).hexdigest()
     assert src["weights_sha256"] == hashlib.sha256(f"{gguf.name}:{file_sha}\n".encode()).hexdigest()
@@ -88,7 +88,7 @@ def test_export_include_coordinator_loads_without_the_package(tiny, tmp_path, mo
 
     def no_package(pkg, rel):
         raise ConfigError(f"model: package {pkg!r} is not installed")
-    monkeypatch.setattr(routers.models, "package_file", no_package)      # a machine without tinycoder
+    monkeypatch.setattr(routers.models, "packaged", no_package)      # a machine without tinycoder
     monkeypatch.setenv("BATON_CACHE", str(tmp_path / "empty-cache"))       # nor its converted copy
     with pytest.raises(ConfigError, match="not installed"):
         load(ck)

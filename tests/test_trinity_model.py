@@ -499,7 +499,7 @@ def test_protocol_against_the_simulated_pool():
     pool.register(items)
     names = pool.names[:3]
 
-    from trinity.protocol import pool_call
+    from routers.episode import pool_call
     call = pool_call(pool)
     states = [start([{"role": "user", "content": it.prompt}], item_id=it.id) for it in items]
     eps = asyncio.run(run_episodes(states, featurizer=FakeFeaturizer(), policy=Scripted(

@@ -58,7 +58,7 @@ def weights_sha256(path: str | Path) -> str:
     mtime) under the baton cache, so each model is read once."""
     import hashlib
 
-    from routers.models import cache_root
+    from routers.paths import cache_root
     path = Path(path)
     files = [path] if path.is_file() else sorted({f for pat in WEIGHT_FILES for f in path.glob(pat)})
     if not files:
@@ -83,11 +83,11 @@ def weights_sha256(path: str | Path) -> str:
 def coordinator_source(spec: str) -> dict[str, Any]:
     """Where coordinator `spec` comes from: a package's GGUF (package, version, file), a local path,
     or a Hub repo id at the revision (commit) in the local Hub cache; with the sha256 of its weights."""
-    from routers.models import PACKAGED, package_file
+    from routers.models import PACKAGED, packaged
     if spec in PACKAGED or spec.startswith("pkg:"):
         pkg, rel = PACKAGED[spec] if spec in PACKAGED else spec[4:].partition("/")[::2]
         from importlib.metadata import packages_distributions, version
-        f = package_file(pkg, rel)
+        f = packaged(pkg, rel)
         dists = packages_distributions().get(pkg) or [None]
         src = {"kind": "package", "package": pkg, "distribution": dists[0],
                "version": version(dists[0]) if dists[0] else None, "file": rel, "path": str(f)}

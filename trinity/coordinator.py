@@ -24,7 +24,7 @@ API:
   coord.d, coord.identity() -> dict, coord.fingerprint -> str
   coord.enable_svf(targets=None | SVFConfig) -> trinity.svf.SVF (offsets become part of cache keys)
   render_transcript(turns, max_chars=None) -> str            # turns: [{"role", "content"}] or tuples
-  resolve_model(spec) -> str (local folder or hub id); cache_root() -> Path ($BATON_CACHE)
+  routers.models.resolve_model(spec) -> str (local folder or hub id); routers.paths.cache_root() -> Path
 
 Model specs: "smollm2" (packaged SmolLM2-135M-Instruct GGUF), "tiny" (packaged 1M-parameter random
 Llama), a path to a .gguf file, a local HF folder, or a hub id such as "Qwen/Qwen3-0.6B".
@@ -43,9 +43,9 @@ import numpy as np
 import torch
 
 from routers.errors import ConfigError
-from routers.models import cache_root, check_device, resolve_model  # noqa: F401  (re-exported)
+from routers.models import DTYPES, check_device, load_causal_lm, torch_dtype
+from routers.paths import cache_root
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 # -- transcripts ---------------------------------------------------------------------------------
@@ -88,8 +88,7 @@ class Coordinator:
                  max_tokens: int = 128, batch_size: int = 16, device: str = "cpu",
                  dtype: str = "float32", truncation_side: str = "right", random_init: bool = False,
                  disk_cache: bool = True, max_cached: int | None = None, _loaded: tuple | None = None):
-        if dtype not in DTYPES:
-            raise ConfigError(f"coordinator.dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
+        torch_dtype(dtype, "coordinator.dtype")
         if truncation_side not in ("left", "right", "middle"):
             raise ConfigError(f"coordinator.truncation_side: {truncation_side!r} is not 'right' (keep the "
                               "start), 'left' (keep the end) or 'middle' (keep both ends)")
@@ -121,18 +120,10 @@ class Coordinator:
         self._lock = threading.Lock()
 
     def _load(self, spec: str, random_init: bool):
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-        path = resolve_model(spec)
         try:
-            tok = AutoTokenizer.from_pretrained(path)
-            if random_init:  # same shape, random weights: timing checks without downloading weights
-                torch.manual_seed(0)
-                model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), dtype=DTYPES[self.dtype])
-            else:
-                model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[self.dtype])
+            return load_causal_lm(spec, dtype=self.dtype, random_init=random_init)
         except (OSError, ValueError) as e:  # unknown id, offline hub, not a causal LM
             raise ConfigError(f"coordinator.model: cannot load {spec!r} ({e})") from None
-        return model, tok
 
     @classmethod
     def from_config(cls, cfg, **kw) -> "Coordinator":
@@ -145,7 +136,7 @@ class Coordinator:
     @classmethod
     def from_model(cls, model: torch.nn.Module, tokenizer, name: str, **kw) -> "Coordinator":
         """Wrap an already built HF causal LM (tests, GPU checks with random weights)."""
-        kw.setdefault("dtype", {v: k for k, v in DTYPES.items()}.get(next(model.parameters()).dtype, "float32"))
+        kw.setdefault("dtype", {torch_dtype(n): n for n in DTYPES}.get(next(model.parameters()).dtype, "float32"))
         return cls(name, _loaded=(model, tokenizer), **kw)
 
     # -- identity and SVF --------------------------------------------------------------------------

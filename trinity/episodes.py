@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from routers.episode import pool_call
 from trinity.config import FitnessConfig, ProtocolConfig
 from trinity.fitness import FitnessResult, SelectionObjective, combine, normalized_entropy
 
@@ -49,9 +50,6 @@ class EpisodeObjective:
             return np.arange(n)
         return np.sort(np.random.default_rng([self.seed, int(generation), 1]).choice(n, self.batch_size, replace=False))
 
-    async def _call(self, ranking, messages, params):
-        return await self.pool.call(ranking[0], messages, **params)
-
     def _run(self, X_head: np.ndarray, tags: list[int], generation: int, rows, sample: bool):
         from trinity.protocol import HeadPolicy, run_episodes, start
         states = []
@@ -62,7 +60,7 @@ class EpisodeObjective:
                     rng = np.random.default_rng([self.seed, int(generation), 0, int(idx), r, int(i)])
                     states.append(start([{"role": "user", "content": it.prompt}], item_id=it.id, rng=rng, tag=k))
         eps = asyncio.run(run_episodes(states, featurizer=self.coord, policy=HeadPolicy(self.head, X_head),
-                                       call=self._call, workers=self.workers, cfg=self.protocol, sample=sample))
+                                       call=pool_call(self.pool), workers=self.workers, cfg=self.protocol, sample=sample))
         return states, eps
 
     def _summarize(self, states, eps, n_cand: int) -> list[FitnessResult]:

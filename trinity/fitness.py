@@ -23,6 +23,7 @@ from routers.accounting import decision_costs, mean_cost, score_chosen
 
 from routers.errors import DataError
 from trinity.config import FitnessConfig
+from trinity.heads import softmax
 
 
 @dataclass
@@ -66,12 +67,6 @@ def combine(accuracy: float, cost: float, diversity: float, turn_efficiency: flo
 
 def candidate_rng(seed: int, generation: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(generation), 0, int(index)])
-
-
-def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 class LogitsHead(Protocol):
@@ -130,7 +125,7 @@ class SelectionObjective:
 
     def _probs_from(self, X: np.ndarray, F: np.ndarray) -> np.ndarray:
         logits = self.head.population_logits(np.atleast_2d(X), F)[..., :len(self.workers)]
-        return softmax(np.asarray(logits, dtype=np.float32))
+        return softmax(logits, dtype=np.float32)
 
     def evaluate(self, X: np.ndarray, generation: int, indices: Sequence[int] | None = None) -> list[FitnessResult]:
         X = np.atleast_2d(X)

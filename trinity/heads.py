@@ -261,8 +261,9 @@ def head_from_config(cfg, n_agents: int, d: int) -> Head:
     return make_head(cfg.kind, n_agents, d, 3 if cfg.roles else 0, rank=cfg.rank, blocks=cfg.blocks)
 
 
-def softmax(z, axis: int = -1) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
+def softmax(z, axis: int = -1, dtype=np.float64) -> np.ndarray:
+    """The one softmax of TRINITY (serving, fitness, protocol sampling), computed in `dtype`."""
+    z = np.asarray(z, dtype=dtype)
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=axis, keepdims=True)

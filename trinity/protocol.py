@@ -25,7 +25,7 @@ API:
   episodes = await run_episodes(states, featurizer=coord, policy=HeadPolicy(head[, X]), call=call,
                                 workers=[...], cfg=ProtocolConfig, sample=True)
   episode = await run_episode(messages, ..., item_id=..., rng=...)        # one
-  call = pool_call(pool)      # the trainers' CallFn: ask the first candidate, no fallback
+  call = routers.episode.pool_call(pool)   # the trainers' CallFn: ask the first candidate, no fallback
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 from routers.episode import CallFn, Episode, Step, last_user_text
 from routers.errors import ConfigError
 from trinity.coordinator import render_transcript
-from trinity.heads import ROLES, Head
+from trinity.heads import ROLES, Head, softmax
 
 ACCEPT_RE = re.compile(r"VERDICT:\s*ACCEPT", re.IGNORECASE)
 SUGGEST_RE = re.compile(r"<suggested_role>\s*([A-Za-z]+)\s*</suggested_role>", re.IGNORECASE)
@@ -75,14 +75,6 @@ def start(messages: list[dict], item_id: str | None = None, rng: np.random.Gener
                         turns=[{"role": "user", "content": question}])
 
 
-def pool_call(pool) -> CallFn:
-    """A `CallFn` over a `routers.pool.Pool` for training: the chosen worker answers (no fallback;
-    a failure is the candidate's problem to surface, not to hide)."""
-    async def call(candidates: list[str], messages: list[dict], params: dict[str, Any]):
-        return await pool.call(candidates[0], messages, **params)
-    return call
-
-
 class HeadPolicy:
     """Logits from one head (its own parameters) or from population rows X[state.tag]."""
 
@@ -102,15 +94,9 @@ class HeadPolicy:
         return all_logits[inv, np.arange(len(states))]
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - np.max(z)
-    e = np.exp(z)
-    return e / e.sum()
-
-
 def _pick(logits: np.ndarray, rng: np.random.Generator, sample: bool) -> int:
     if sample:
-        return int(rng.choice(len(logits), p=_softmax(logits.astype(np.float64))))
+        return int(rng.choice(len(logits), p=softmax(logits)))
     return int(np.argmax(logits))
 
 

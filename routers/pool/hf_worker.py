@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from routers.models import resolve_model
+from routers.models import load_causal_lm
 from routers.pool.base import BadRequest, ContextLengthExceeded, Message, Worker, WorkerReply
 
 
@@ -45,7 +45,9 @@ class HFWorker(Worker):
                  input_price: float = 0.0, output_price: float = 0.0, tags: dict[str, Any] | None = None):
         super().__init__(name, model=model, input_price=input_price, output_price=output_price, tags=tags)
         self.spec = str(Path(model) / gguf_file) if gguf_file else model
-        from routers.models import check_device
+        from routers.models import check_device, torch_dtype
+        if dtype is not None:
+            torch_dtype(dtype, f"worker {name}: dtype")
         self.device, self.dtype = check_device(device, f"worker {name}: device"), dtype
         self.max_new_tokens, self.max_batch_size = int(max_new_tokens), int(max_batch_size)
         self.batch_wait_s, self.max_input_tokens = float(batch_wait_s), max_input_tokens
@@ -62,15 +64,7 @@ class HFWorker(Worker):
         with self._load_lock:
             if self.lm is not None:
                 return
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-            dtype = getattr(torch, self.dtype) if self.dtype else None
-            path = resolve_model(self.spec)
-            tok = AutoTokenizer.from_pretrained(path)
-            lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-            tok.padding_side = "left"
-            if tok.pad_token is None:
-                tok.pad_token = tok.eos_token
+            lm, tok = load_causal_lm(self.spec, dtype=self.dtype, padding_side="left")
             self.tokenizer, self.lm = tok, lm.to(self.device).eval()
             self.context_length = getattr(lm.config, "max_position_embeddings", None)
 

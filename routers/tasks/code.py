@@ -7,9 +7,10 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from routers.paths import package_file
 from routers.tasks.base import Task, TaskItem
 from routers.tasks.sandbox import SandboxResult, run_code
-from routers.tasks.sources import package_file, read_local, require, sample
+from routers.tasks.sources import read_local, require, sample
 
 CODE_HINT = "Complete the following Python function. Reply with the complete function in a ```python code block."
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)

@@ -7,10 +7,11 @@ from functools import lru_cache
 from typing import Any
 
 from routers.errors import DataError
+from routers.paths import package_file
 from routers.tasks.base import Task, TaskItem
 from routers.tasks.extract import (extract_boxed, extract_hash_answer, extract_stated_answer, last_number,
                                    normalize_math, normalize_number)
-from routers.tasks.sources import package_file, read_local, read_rows, require, sample
+from routers.tasks.sources import read_local, read_rows, require, sample
 
 GSM8K_HINT = "Solve the problem step by step. Give the final answer as a number on the last line, after '####'."
 BOXED_HINT = "Solve the problem. Put your final answer within \\boxed{}."

