@@ -30,7 +30,7 @@ BASELINES: dict[str, str] = {
 # Trained-router checkpoints: router_type -> "module:function(path, **kw)" returning an evaluable
 # router (a `routers.baselines.base.Router`) or, with serving=True, a `ServingRouter`.
 CHECKPOINT_LOADERS: dict[str, str] = {
-    "trinity": "trinity.checkpoint:load_router",
+    "trinity": "trinity.serving:load_router",
     "conductor": "conductor.checkpoint:load_router",
 }
 

@@ -159,7 +159,7 @@ def test_export_round_trip_and_format_version_refusal(tiny_trinity, stub, tmp_pa
     card = (out / "README.md").read_text()
     assert "unit-test" in card and '"accuracy": 0.5' in card and "| w2 | model-w2 | 0.2 | 0.4 |" in card
     os.rename(pool_file, tmp_path / "moved.yaml")      # the export needs no other file
-    from routers.serve.export import export_pool_for
+    from routers.serve.loading import export_pool_for
     pool = load_pool(export_pool_for([str(out)]))
     routers = load_serving_routers([str(out)], pool)
     assert list(routers) == ["trinity-tiny"]

@@ -14,9 +14,7 @@ API:
   save(path, *, coordinator, head, workers, protocol=None, svf=None, training=None, metrics=None,
        mean_cost=None) -> Path          # coordinator: a Coordinator (or its identity() dict)
   load(path, device="cpu", *, coordinator=None, pool=None, workers=None) -> TrinityModel
-  load_router(path, serving=False, **kw)  # the registry's entry: Router for `baton eval`,
-                                          # ServingRouter (serving=True, pool=, name=, device=)
-  trinity.load(path, device=...) is `load`.
+  trinity.load(path, device=...) is `load`; `trinity.serving.load_router` wraps it as a router.
 """
 
 from __future__ import annotations
@@ -373,17 +371,3 @@ def warm_start(path, *, coordinator, head, workers: list[str], svf=None) -> np.n
             raise CheckpointError(f"{where}: SVF targets {ck_svf['targets']} differ from this run's {list(svf.names)}")
         offsets = np.asarray(tensors["svf_offsets"], dtype=np.float64).reshape(-1)
     return np.concatenate([offsets, h])
-
-
-def load_router(path, serving: bool = False, **kw):
-    """`routers.registry` entry point: a fitted `Router` (selection softmax as predict_quality) or,
-    with serving=True, a `ServingRouter` (kw: pool, name, device, dtype, coordinator)."""
-    if serving:
-        from trinity.serving import TrinityServingRouter
-        m = load(path, kw.get("device", "cpu"), coordinator=kw.get("coordinator"), pool=kw.get("pool"),
-                 dtype=kw.get("dtype"))
-        return TrinityServingRouter(m, name=kw.get("name") or f"trinity-{Path(path).name}")
-    from trinity.serving import TrinityRouter
-    m = load(path, kw.get("device", "cpu"), coordinator=kw.get("coordinator"), workers=kw.get("workers"),
-             dtype=kw.get("dtype"))
-    return TrinityRouter(m)

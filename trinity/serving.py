@@ -6,6 +6,7 @@
 - `TrinityServingRouter` (`routers.episode.ServingRouter`) for `baton serve`: runs the multi-turn
   protocol with argmax decisions, or single-turn selection for a roles-free head; the coordinator's
   tokens are reported as orchestration_input_tokens.
+- `load_router(path, serving=False, **kw)`: the registry's entry point, a checkpoint as either one.
 
 Cost trade-off `lam`: the head has no cost model, so lam uses the checkpoint's mean cost per worker
 (from training data, when saved) as `softmax - lam * mean_cost`, in single-turn selection only; the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,9 @@ from routers.accounting import decision_costs
 from routers.baselines.base import Router
 from routers.episode import CallFn, Episode, ServingRouter, Step, last_user_text
 from routers.errors import ConfigError
+from trinity.checkpoint import card_facts
+from trinity.checkpoint import load as load_checkpoint
+from trinity.checkpoint import save as save_checkpoint
 from trinity.coordinator import render_transcript
 from trinity.heads import softmax
 from trinity.protocol import run_episode
@@ -64,8 +69,7 @@ class TrinityRouter(Router):
     @classmethod
     def load(cls, path, **kw) -> "TrinityRouter":
         """A checkpoint folder (kw: device, dtype, coordinator, workers; see `trinity.checkpoint.load`)."""
-        from trinity.checkpoint import load
-        return cls(load(path, kw.pop("device", "cpu"), **kw))
+        return cls(load_checkpoint(path, kw.pop("device", "cpu"), **kw))
 
     def answer(self, messages: list[dict], *, pool, lam: float = 0.0) -> Episode:
         """One synchronous episode through `pool`: the multi-turn protocol for a roles head (every episode
@@ -74,15 +78,13 @@ class TrinityRouter(Router):
         return run_episode_sync(TrinityServingRouter(self.trinity, name=self.name), messages, pool, lam)
 
     def card(self) -> dict[str, Any]:
-        from trinity.checkpoint import card_facts
         return card_facts(self.trinity.config)
 
     def save(self, path):
         """Write the TRINITY checkpoint again (not the baseline format: the weights live in the head)."""
-        from trinity.checkpoint import save
         m = self.trinity
         svf = m.coordinator.svf if m.config.get("svf") else None
-        return save(path, coordinator=m.coordinator, head=m.head, workers=m.workers, protocol=m.protocol,
+        return save_checkpoint(path, coordinator=m.coordinator, head=m.head, workers=m.workers, protocol=m.protocol,
                     svf=svf, training=m.config.get("training"), metrics=m.config.get("metrics"),
                     mean_cost=m.mean_cost)
 
@@ -128,3 +130,15 @@ class TrinityServingRouter(ServingRouter):
                                                       candidates=ranking)],
                        orchestration_input_tokens=sum(m.coordinator.count_tokens([text])),
                        orchestration_latency_s=dt)
+
+
+def load_router(path, serving: bool = False, **kw):
+    """`routers.registry` entry point: a fitted `Router` (selection softmax as predict_quality) or,
+    with serving=True, a `ServingRouter` (kw: pool, name, device, dtype, coordinator)."""
+    if serving:
+        m = load_checkpoint(path, kw.get("device", "cpu"), coordinator=kw.get("coordinator"), pool=kw.get("pool"),
+                 dtype=kw.get("dtype"))
+        return TrinityServingRouter(m, name=kw.get("name") or f"trinity-{Path(path).name}")
+    m = load_checkpoint(path, kw.get("device", "cpu"), coordinator=kw.get("coordinator"), workers=kw.get("workers"),
+             dtype=kw.get("dtype"))
+    return TrinityRouter(m)

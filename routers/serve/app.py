@@ -460,7 +460,7 @@ def cli_serve(args) -> int:
     from routers.pool.config import load_pool
     from routers.serve.auth import load_keys
     from routers.serve.config import load_serve_config
-    from routers.serve.export import export_pool_for
+    from routers.serve.loading import export_pool_for
     from routers.serve.loading import load_serving_routers
     from routers.serve.policy import load_rules
 

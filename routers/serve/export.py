@@ -53,16 +53,6 @@ def read_export(path: str | Path) -> dict[str, Any]:
     return info
 
 
-def export_pool_for(router_specs: list[str]) -> str | None:
-    """The pool of the first `baton export` directory among `--router` specs (for serve without --pool)."""
-    from routers.serve.loading import split_spec
-    for spec in router_specs:
-        p = Path(split_spec(spec)[1])
-        if (p / EXPORT_FILE).is_file():
-            return str(read_export(p)["pool_path"])
-    return None
-
-
 def _checkpoint_meta(ckpt: Path) -> tuple[str, dict[str, Any]]:
     from routers.registry import read_checkpoint_type
     rtype = read_checkpoint_type(ckpt)

@@ -18,6 +18,7 @@ from typing import Any
 from routers.episode import ServingRouter
 from routers.errors import CheckpointError, ConfigError
 from routers.serve.config import BatchConfig
+from routers.serve.export import EXPORT_FILE, read_export
 
 
 def split_spec(spec: str) -> tuple[str | None, str]:
@@ -28,6 +29,15 @@ def split_spec(spec: str) -> tuple[str | None, str]:
             raise ConfigError(f"--router {spec!r}: expected NAME=CHECKPOINT_DIR, a directory, or a baseline name")
         return name, target
     return None, spec
+
+
+def export_pool_for(router_specs: list[str]) -> str | None:
+    """The pool of the first `baton export` directory among `--router` specs (for serve without --pool)."""
+    for spec in router_specs:
+        p = Path(split_spec(spec)[1])
+        if (p / EXPORT_FILE).is_file():
+            return str(read_export(p)["pool_path"])
+    return None
 
 
 SERVE_FEATURE_CACHE = 50_000  # coordinator features kept in memory by a server (~0.1-0.2 GB at d<=1024)
@@ -41,7 +51,6 @@ def load_serving_router(spec: str, pool, *, device: str = "cpu", batch: BatchCon
         from routers.checkpoint import pretrained_dir
         path = pretrained_dir(target)  # a Hub repo id: its snapshot (the local Hub cache when offline)
     if path.is_dir():
-        from routers.serve.export import EXPORT_FILE, read_export
         if (path / EXPORT_FILE).is_file():
             info = read_export(path)
             path, name = info["router_path"], name or info["name"]
