@@ -2,7 +2,7 @@
 the executor runs it against the pool, GRPO trains the policy on the graded answers.
 
   workflow.py    parse_workflow(text, pool_names, max_steps) -> Workflow | WorkflowError
-  executor.py    await execute(workflow, question, call, ...) -> routers.episode.Episode
+  executor.py    await execute(workflow, question, call, ...) -> routers.serving_router.Episode
   prompts.py     build_prompt(...): pool description, few-shot examples, prefill
   env.py         ConductorEnv: pool + task + prompt rules (randomized worker subsets, recursion)
   reward.py      WorkflowReward: trl reward function (0 unparsable / 0.5 wrong / 1 correct)

@@ -25,10 +25,10 @@ from conductor.env import ConductorEnv
 from conductor.executor import execute
 from conductor.prompts import build_prompt
 from conductor.workflow import Workflow, WorkflowError, parse_workflow
-from routers.episode import CallFn, Episode, ServingRouter, last_user_text
 from routers.checkpoint import HubMixin, make_readable, write_model_card
 from routers.errors import CheckpointError
 from routers.pool.base import Message
+from routers.serving_router import CallFn, Episode, ServingRouter, last_user_text
 
 CONFIG_FILE = "conductor_config.json"
 FORMAT_VERSION = 1

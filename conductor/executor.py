@@ -18,8 +18,8 @@ import time
 from typing import Any, Awaitable, Callable
 
 from conductor.workflow import Workflow
-from routers.episode import CallFn, Episode, Step
 from routers.pool.base import WorkerError, WorkerReply
+from routers.serving_router import CallFn, Episode, Step
 
 # recurse(subtask_prompt, depth) -> Episode of the nested workflow (depth is the nested depth)
 RecurseFn = Callable[[str, int], Awaitable[Episode]]

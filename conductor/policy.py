@@ -1,6 +1,6 @@
 """Load the Conductor's policy LM and generate workflows with it.
 
-Model specs are resolved by `routers.models.resolve_model` (one resolver for the project):
+Model specs are resolved by `routers.model_files.resolve_model` (one resolver for the project):
 "tiny" / "smollm2" (packaged GGUFs, converted once to a plain HF folder under $BATON_CACHE), a
 .gguf path, an HF folder, or a hub id.
 """
@@ -16,7 +16,7 @@ import torch
 
 def load_policy(spec: str, dtype: str = "float32", device: str = "cpu"):
     """(model, tokenizer) ready for GRPO and generation; the tokenizer pads on the left."""
-    from routers.models import check_device, load_causal_lm, torch_dtype
+    from routers.model_files import check_device, load_causal_lm, torch_dtype
 
     torch_dtype(dtype, "policy.dtype")
     check_device(device, "conductor policy device")

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from conductor.env import ConductorEnv
 from conductor.executor import execute
 from conductor.workflow import WorkflowError
-from routers.episode import CallFn, Episode, pool_call
+from routers.serving_router import CallFn, Episode, pool_call
 from routers.tasks.base import TaskItem
 
 log = logging.getLogger(__name__)

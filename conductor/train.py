@@ -33,7 +33,7 @@ def check_policy_model(cfg: ConductorConfig) -> str:
     as loading them would anyway)."""
     from transformers import AutoConfig
 
-    from routers.models import resolve_model
+    from routers.model_files import resolve_model
 
     spec = cfg.policy.model
     try:

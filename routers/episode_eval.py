@@ -55,11 +55,11 @@ def _caller(pool):
     """The server's CallFn for one request, with its default fallback settings and no tenant rules."""
     from routers.serve.config import FallbackConfig
     from routers.serve.fallback import RequestCaller, WorkerHealth
-    from routers.serve.policy import TenantPolicy
+    from routers.serve.rules import TenantRules
 
     cfg = FallbackConfig()
     health = WorkerHealth(pool, cfg)
-    return lambda: RequestCaller(pool, health, TenantPolicy("eval", []), cfg)
+    return lambda: RequestCaller(pool, health, TenantRules("eval", []), cfg)
 
 
 async def _answer_all(router, items, pool, concurrency: int, lam: float, progress: bool):

@@ -80,7 +80,7 @@ def _entry(acc: float, cost: float, **extra) -> dict:
 
 def _is_episodic(router: Any) -> bool:
     """A `ServingRouter` (multi-turn TRINITY, a Conductor) is scored by running its episodes."""
-    from routers.episode import ServingRouter
+    from routers.serving_router import ServingRouter
     return isinstance(router, ServingRouter)
 
 

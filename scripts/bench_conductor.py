@@ -23,7 +23,7 @@ from pathlib import Path
 from conductor.executor import execute
 from conductor.toy import ToyPool, ToyTask
 from conductor.workflow import Workflow
-from routers.episode import pool_call
+from routers.serving_router import pool_call
 
 
 async def _executor_bench(reps: int) -> dict:

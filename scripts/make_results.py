@@ -106,7 +106,7 @@ def stage_trinity() -> dict:
            "--train", spec, "--out", str(ckpt), "--overwrite", f"data.prices={prices}", "train.wandb=false"]
     subprocess.run(cmd, check=True, cwd=REPO)
     res = run_suite("llmrouter", extra_routers=f"trinity={ckpt}")
-    res["train_command"] = " ".join(["baton"] + cmd[3:])
+    res["train_command"] = _shown(" ".join(["baton"] + cmd[3:]))
     return res
 
 
@@ -122,8 +122,8 @@ def stage_ablations(seeds: str = "0,1,2") -> dict:
         return {"skipped": f"data absent: {spec}"}
     out = RESULTS / "ablate_trinity_llmrouter"
     files = [f"configs/trinity/ablations/{a}.yaml" for a in ABLATIONS]
-    cmd = [sys.executable, "scripts/ablate.py", "--base", "configs/trinity/route.yaml", "--train", spec,
-           "--seeds", seeds, "--out", str(out), "--set", f"data.prices={prices}", "train.wandb=false", *files]
+    cmd = [sys.executable, "scripts/ablate.py", *files, "--base", "configs/trinity/route.yaml", "--train", spec,
+           "--seeds", seeds, "--out", str(out), "--set", f"data.prices={prices}", "train.wandb=false"]
     subprocess.run(cmd, check=True, cwd=REPO)
     res = json.loads((out / "ablations.json").read_text())
     return {"command": "python " + " ".join(cmd[1:]).replace(str(REPO) + "/", ""),

@@ -35,7 +35,7 @@ def tiny():
 
 def test_source_and_sha256_recorded(tiny, tmp_path):
     import hashlib
-    from routers.models import PACKAGED, packaged
+    from routers.model_files import PACKAGED, packaged
     cfg = json.loads((_save(tiny, tmp_path / "ck") / "config.json").read_text())
     src = cfg["coordinator"]["source"]
     gguf = packaged(*PACKAGED["tiny"])
@@ -48,7 +48,7 @@ def test_a_finetune_with_the_same_embeddings_is_refused(tiny, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from routers.models import resolve_model
+    from routers.model_files import resolve_model
     from trinity.checkpoint import load
     from trinity.coordinator import Coordinator
     base = tmp_path / "base"
@@ -70,7 +70,7 @@ def test_a_finetune_with_the_same_embeddings_is_refused(tiny, tmp_path):
 
 
 def test_export_include_coordinator_loads_without_the_package(tiny, tmp_path, monkeypatch):
-    import routers.models
+    import routers.model_files
     from routers.cli import main
     from routers.errors import ConfigError
     from routers.pool.config import load_pool
@@ -88,7 +88,7 @@ def test_export_include_coordinator_loads_without_the_package(tiny, tmp_path, mo
 
     def no_package(pkg, rel):
         raise ConfigError(f"model: package {pkg!r} is not installed")
-    monkeypatch.setattr(routers.models, "packaged", no_package)      # a machine without tinycoder
+    monkeypatch.setattr(routers.model_files, "packaged", no_package)      # a machine without tinycoder
     monkeypatch.setenv("BATON_CACHE", str(tmp_path / "empty-cache"))       # nor its converted copy
     with pytest.raises(ConfigError, match="not installed"):
         load(ck)

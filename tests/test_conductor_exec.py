@@ -58,7 +58,7 @@ def test_access_list_injects_exact_agent_blocks():
     assert seen["c"][0] == ("Question:\nWhat?\n\n<Agent 0 response>\nout-a\n</Agent 0 response>\n\n"
                             "<Agent 1 response>\nout-b\n</Agent 1 response>\n\nYour task:\ns2")
     assert seen["d"][0] == "Question:\nWhat?\n\nYour task:\ns3"
-    # call hints (routers.episode): only the last step is the client's answer
+    # call hints (routers.serving_router): only the last step is the client's answer
     assert seen["a"][1] == {"max_tokens": 9, "item_id": "it-1", "answer": False, "final": False}
     assert seen["d"][1] == {"max_tokens": 9, "item_id": "it-1", "answer": True, "final": True}
     assert render_step_prompt("Q", None, [(3, "x")]) == "Question:\nQ\n\n<Agent 3 response>\nx\n</Agent 3 response>"

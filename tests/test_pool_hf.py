@@ -8,8 +8,8 @@ import os
 import pytest
 
 from routers.errors import ConfigError
+from routers.model_files import resolve_model
 from routers.pool import ContextLengthExceeded
-from routers.models import resolve_model
 from routers.pool.hf_worker import HFWorker
 from test_pool_support import user
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from routers.episode import ServingRouter
 from routers.serve.decision_log import read_log
+from routers.serving_router import ServingRouter
 from test_serve import client, make, serving, stub_pool  # tests/ is on sys.path
 from trinity.config import ProtocolConfig
 from trinity.protocol import run_episode

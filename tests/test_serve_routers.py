@@ -132,7 +132,7 @@ def test_conductor_checkpoint_served_with_orchestration_output_tokens(stub, tmp_
     reported as orchestration output."""
     import shutil
 
-    from routers.models import resolve_model
+    from routers.model_files import resolve_model
     ckpt = tmp_path / "conductor-tiny"
     shutil.copytree(resolve_model("tiny"), ckpt)
     (ckpt / "conductor_config.json").write_text(json.dumps({

@@ -421,8 +421,8 @@ def test_checkpoint_refuses_mismatches(tiny, tmp_path):
 
 def test_registry_router_and_serving(tiny, tmp_path):
     from routers.baselines.base import Router
-    from routers.episode import ServingRouter
     from routers.registry import load_checkpoint
+    from routers.serving_router import ServingRouter
     _save(tiny, tmp_path / "ck", svf=False)
     r = load_checkpoint(tmp_path / "ck", coordinator=tiny)
     assert isinstance(r, Router) and r.needs_fit is False and r.models == WORKERS
@@ -499,7 +499,7 @@ def test_protocol_against_the_simulated_pool():
     pool.register(items)
     names = pool.names[:3]
 
-    from routers.episode import pool_call
+    from routers.serving_router import pool_call
     call = pool_call(pool)
     states = [start([{"role": "user", "content": it.prompt}], item_id=it.id) for it in items]
     eps = asyncio.run(run_episodes(states, featurizer=FakeFeaturizer(), policy=Scripted(
@@ -530,7 +530,7 @@ def test_in_memory_feature_cache_is_capped_oldest_first(cache):
 
 
 def test_unusable_devices_are_refused_with_the_setting_named(monkeypatch):
-    from routers.models import check_device
+    from routers.model_files import check_device
     from trinity.coordinator import Coordinator
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="coordinator.device: 'cuda' asks for CUDA, but this torch"):

@@ -81,7 +81,7 @@ def weights_sha256(path: str | Path) -> str:
 def coordinator_source(spec: str) -> dict[str, Any]:
     """Where coordinator `spec` comes from: a package's GGUF (package, version, file), a local path,
     or a Hub repo id at the revision (commit) in the local Hub cache; with the sha256 of its weights."""
-    from routers.models import PACKAGED, packaged
+    from routers.model_files import PACKAGED, packaged
     if spec in PACKAGED or spec.startswith("pkg:"):
         pkg, rel = PACKAGED[spec] if spec in PACKAGED else spec[4:].partition("/")[::2]
         from importlib.metadata import packages_distributions, version

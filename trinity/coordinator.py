@@ -24,7 +24,7 @@ API:
   coord.d, coord.identity() -> dict, coord.fingerprint -> str
   coord.enable_svf(targets=None | SVFConfig) -> trinity.svf.SVF (offsets become part of cache keys)
   render_transcript(turns, max_chars=None) -> str            # turns: [{"role", "content"}] or tuples
-  routers.models.resolve_model(spec) -> str (local folder or hub id); routers.paths.cache_root() -> Path
+  routers.model_files.resolve_model(spec) -> str (local folder or hub id); routers.paths.cache_root() -> Path
 
 Model specs: "smollm2" (packaged SmolLM2-135M-Instruct GGUF), "tiny" (packaged 1M-parameter random
 Llama), a path to a .gguf file, a local HF folder, or a hub id such as "Qwen/Qwen3-0.6B".
@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from routers.errors import ConfigError
-from routers.models import DTYPES, check_device, load_causal_lm, torch_dtype
+from routers.model_files import DTYPES, check_device, load_causal_lm, torch_dtype
 from routers.paths import cache_root
 
 

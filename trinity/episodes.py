@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from routers.episode import pool_call
+from routers.serving_router import pool_call
 from trinity.config import FitnessConfig, ProtocolConfig
 from trinity.fitness import FitnessResult, SelectionObjective, combine, normalized_entropy
 

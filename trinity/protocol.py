@@ -2,7 +2,7 @@
 
 Each turn: the coordinator reads the transcript (`role: content` lines), the head turns its feature
 into agent logits and role logits (separate softmaxes; sampled in training, argmax at evaluation),
-and the chosen worker is called in the chosen role through a `routers.episode.CallFn` with the head's
+and the chosen worker is called in the chosen role through a `routers.serving_router.CallFn` with the head's
 full agent ranking (so a server can fall back down it). Rules:
   - at most `max_turns` turns (paper K = 5);
   - a Verifier reply containing `VERDICT: ACCEPT` ends the episode;
@@ -13,7 +13,7 @@ full agent ranking (so a server can fall back down it). Rules:
   - `cfg.require_answer`: an ACCEPT before any Worker spoke does not end the episode, and the last
     turn is a Worker turn if no Worker has spoken (role_source "final"), so every episode answers;
   - a roles-free head (n_roles = 0) makes every turn a Worker turn.
-Each turn is a `routers.episode.Step` (worker, role, reply with tokens, cost and latency), and the
+Each turn is a `routers.serving_router.Step` (worker, role, reply with tokens, cost and latency), and the
 coordinator's tokens are `Episode.orchestration_input_tokens`.
 
 Many episodes run together (`run_episodes`): per turn one batched coordinator pass over all active
@@ -25,7 +25,7 @@ API:
   episodes = await run_episodes(states, featurizer=coord, policy=HeadPolicy(head[, X]), call=call,
                                 workers=[...], cfg=ProtocolConfig, sample=True)
   episode = await run_episode(messages, ..., item_id=..., rng=...)        # one
-  call = routers.episode.pool_call(pool)   # the trainers' CallFn: ask the first candidate, no fallback
+  call = routers.serving_router.pool_call(pool)   # the trainers' CallFn: ask the first candidate, no fallback
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from routers.episode import CallFn, Episode, Step, last_user_text
 from routers.errors import ConfigError
+from routers.serving_router import CallFn, Episode, Step, last_user_text
 from trinity.coordinator import render_transcript
 from trinity.heads import ROLES, Head, softmax
 

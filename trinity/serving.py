@@ -3,7 +3,7 @@
 - `TrinityRouter` (`routers.baselines.base.Router`, needs_fit=False) for `baton eval` and the
   Python API (`baton.TrinityRouter.from_pretrained`, `route`, `answer`, `save_pretrained`,
   `push_to_hub`): quality is the head's worker softmax on the single-turn transcript `user: <prompt>`.
-- `TrinityServingRouter` (`routers.episode.ServingRouter`) for `baton serve`: runs the multi-turn
+- `TrinityServingRouter` (`routers.serving_router.ServingRouter`) for `baton serve`: runs the multi-turn
   protocol with argmax decisions, or single-turn selection for a roles-free head; the coordinator's
   tokens are reported as orchestration_input_tokens.
 - `load_router(path, serving=False, **kw)`: the registry's entry point, a checkpoint as either one.
@@ -26,8 +26,8 @@ import numpy as np
 from routers.accounting import decision_costs
 
 from routers.baselines.base import Router
-from routers.episode import CallFn, Episode, ServingRouter, Step, last_user_text
 from routers.errors import ConfigError
+from routers.serving_router import CallFn, Episode, ServingRouter, Step, last_user_text
 from trinity.checkpoint import card_facts
 from trinity.checkpoint import load as load_checkpoint
 from trinity.checkpoint import save as save_checkpoint

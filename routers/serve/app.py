@@ -39,16 +39,16 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from routers.episode import Episode, ServingRouter
 from routers.errors import BatonError
+from routers.pool.base import PASSTHROUGH_PARAMS
 from routers.serve.auth import KeyStore
 from routers.serve.config import ServeConfig
 from routers.serve.decision_log import DecisionLog
-from routers.pool.base import PASSTHROUGH_PARAMS
+from routers.serving_router import Episode, ServingRouter
 from routers.serve.fallback import (CannotHonour, NoEligibleWorker, RequestCaller, StreamBroken, StreamSink,
                                     WorkerHealth)
 from routers.serve.metrics import Metrics
-from routers.serve.policy import Policy
+from routers.serve.rules import RuleSet
 from routers.serve.schema import (ALLOWED_FIELDS, APIError, ChatCompletionRequest, SafeJSONResponse, chunk,
                                   answer_message, completion_body, completion_id, delta_chunk, final_chunks, json_bytes,
                                   model_card, stream_chunks, unknown_fields)
@@ -92,13 +92,13 @@ class Gateway:
     """One server's state: routers, pool, worker health, tenants' rules, log and metrics."""
 
     def __init__(self, routers: dict[str, ServingRouter], pool, *, log_path: str | Path,
-                 keys: KeyStore | None, rules: Policy | None, config: ServeConfig | None):
+                 keys: KeyStore | None, rules: RuleSet | None, config: ServeConfig | None):
         if not routers:
             raise BatonError("serve: no router to serve")
         self.routers, self.pool = dict(routers), pool
         self.config = config or ServeConfig()
         self.keys = keys or KeyStore(None)
-        self.rules = rules or Policy([])
+        self.rules = rules or RuleSet([])
         self.log = DecisionLog(log_path, redact_content=self.config.redact_content,
                                fsync_window_s=self.config.log_fsync_window_ms / 1000)
         self.metrics = Metrics()
@@ -379,7 +379,7 @@ async def _sse(chunks: list[dict[str, Any]]):
 
 
 def create_app(routers: dict[str, ServingRouter], pool, *, log_path: str | Path = DEFAULT_LOG,
-               keys: KeyStore | None = None, rules: Policy | None = None,
+               keys: KeyStore | None = None, rules: RuleSet | None = None,
                config: ServeConfig | None = None) -> FastAPI:
     """The FastAPI app serving `routers` over `pool`; `app.state.gateway` holds its state."""
     gw = Gateway(routers, pool, log_path=log_path, keys=keys, rules=rules, config=config)
@@ -462,7 +462,7 @@ def cli_serve(args) -> int:
     from routers.serve.config import load_serve_config
     from routers.serve.loading import export_pool_for
     from routers.serve.loading import load_serving_routers
-    from routers.serve.policy import load_rules
+    from routers.serve.rules import load_rules
 
     if not 0 <= int(args.port) <= 65535:
         raise BatonError(f"serve: --port {args.port} is not a TCP port (0-65535)")

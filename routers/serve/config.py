@@ -1,4 +1,4 @@
-"""`baton serve --config FILE`: the server's policy knobs, as one dataclass (defaults work).
+"""`baton serve --config FILE`: the server's settings, as one dataclass (defaults work).
 
     fallback:
       backoff_s: 0.2            # first retry wait when the worker sent no Retry-After (doubles, jittered)

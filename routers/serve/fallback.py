@@ -10,7 +10,7 @@ For each call a router makes, `RequestCaller` walks the candidates best first:
   - when every eligible worker failed or was cooling, the ones cooling only for `allowed_fails`
     get one last try each (a cooldown is a preference, not a ban; Retry-After is waited out if
     short, else respected).
-Whose parameters (routers.episode's call hints): a call whose text can be the answer gets the
+Whose parameters (routers.serving_router's call hints): a call whose text can be the answer gets the
 router's params overridden by the client's sampling params; an intermediate call keeps the
 router's (config caps). A final answering call that forwards the router's `messages` object
 unchanged is the client's own request: it gets the full messages and the pass-through fields
@@ -36,7 +36,7 @@ from routers.errors import BatonError
 from routers.pool.base import (BadReply, BadRequest, ContextLengthExceeded, Message, UnknownQuery,
                                WorkerError, WorkerReply, WorkerTimeout, messages_tokens, worker_params)
 from routers.serve.config import FallbackConfig
-from routers.serve.policy import TenantPolicy
+from routers.serve.rules import TenantRules
 
 # Errors caused by the request, not by the worker's health: no cooldown.
 REQUEST_ERRORS = (BadRequest, ContextLengthExceeded, UnknownQuery)
@@ -131,12 +131,12 @@ class WorkerHealth:
 class RequestCaller:
     """The `CallFn` handed to a router for one request; `calls` is what the log records."""
 
-    def __init__(self, pool, health: WorkerHealth, policy: TenantPolicy, cfg: FallbackConfig,
+    def __init__(self, pool, health: WorkerHealth, rules: TenantRules, cfg: FallbackConfig,
                  base_params: dict[str, Any] | None = None, on_attempt: Callable[..., None] | None = None, *,
                  request_messages: list[Message] | None = None, full_messages: list[Message] | None = None,
                  passthrough: dict[str, Any] | None = None, needs: list[tuple[str, str]] | None = None,
                  sink: StreamSink | None = None):
-        self.pool, self.health, self.policy, self.cfg = pool, health, policy, cfg
+        self.pool, self.health, self.rules, self.cfg = pool, health, rules, cfg
         self.base_params = dict(base_params or {})     # the client's sampling params
         self.request_messages = request_messages       # the object handed to the router
         self.full_messages = full_messages             # the client's messages, unchanged
@@ -177,13 +177,13 @@ class RequestCaller:
         if stream:
             rec["streamed"] = True
         self.calls.append(rec)
-        cap = self.policy.max_cost
+        cap = self.rules.max_cost
         cooled: list[str] = []
         for w in candidates:
             if w not in self.pool:
                 rec["excluded"].append({"worker": w, "rule": "not in pool"})
                 continue
-            rule = self.policy.excluded_by(w, self.pool.tags(w))
+            rule = self.rules.excluded_by(w, self.pool.tags(w))
             if rule is None and cap is not None and self.spent + self._worst_cost(w, messages, params) > cap[0]:
                 rule = f"{cap[1]} (max_cost_per_request ${cap[0]:g})"
             if rule is not None:

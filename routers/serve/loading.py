@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from routers.episode import ServingRouter
 from routers.errors import CheckpointError, ConfigError
 from routers.serve.config import BatchConfig
 from routers.serve.export import EXPORT_FILE, read_export
+from routers.serving_router import ServingRouter
 
 
 def split_spec(spec: str) -> tuple[str | None, str]:

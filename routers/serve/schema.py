@@ -4,7 +4,7 @@
 Requests are checked against a documented allow-list (`ALLOWED_FIELDS`): a field baton would
 otherwise drop is a 400 naming it, never a silent drop. The fields forwarded to the answering
 worker unchanged:
-  - sampling (bind every call whose text can be the answer; see routers.episode): max_tokens,
+  - sampling (bind every call whose text can be the answer; see routers.serving_router): max_tokens,
     max_completion_tokens, temperature, top_p, stop, seed, presence_penalty, frequency_penalty,
     logit_bias, user;
   - pass-through (only a route whose answer is ONE worker's reply to the client's own messages can

