@@ -18,7 +18,7 @@ import numpy as np
 
 from routers.serving_router import pool_call
 from trinity.config import FitnessConfig, ProtocolConfig
-from trinity.fitness import FitnessResult, SelectionObjective, combine, normalized_entropy
+from trinity.fitness import FitnessResult, SelectionObjective, combine, minibatch, normalized_entropy
 
 
 def _split(x: np.ndarray, n_svf: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,10 +45,7 @@ class EpisodeObjective:
         return np.concatenate([np.zeros(self.n_svf), h])
 
     def batch(self, generation: int) -> np.ndarray:
-        n = len(self.items)
-        if self.batch_size is None or self.batch_size >= n:
-            return np.arange(n)
-        return np.sort(np.random.default_rng([self.seed, int(generation), 1]).choice(n, self.batch_size, replace=False))
+        return minibatch(len(self.items), self.batch_size, self.seed, generation)
 
     def _run(self, X_head: np.ndarray, tags: list[int], generation: int, rows, sample: bool):
         from trinity.protocol import HeadPolicy, run_episodes, start

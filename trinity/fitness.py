@@ -69,6 +69,14 @@ def candidate_rng(seed: int, generation: int, index: int) -> np.random.Generator
     return np.random.default_rng([int(seed), int(generation), 0, int(index)])
 
 
+def minibatch(n: int, batch_size: int | None, seed: int, generation: int) -> np.ndarray:
+    """Sorted rows of `n` used in `generation`: all of them, or `batch_size` drawn from (seed, generation),
+    so every candidate of a generation sees the same rows and a rerun sees the same batches."""
+    if batch_size is None or batch_size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([int(seed), int(generation), 1]).choice(n, batch_size, replace=False))
+
+
 class LogitsHead(Protocol):
     n_params: int
 
@@ -114,10 +122,7 @@ class SelectionObjective:
 
     def batch(self, generation: int) -> np.ndarray:
         """Query rows used in `generation` (all, or a minibatch drawn from (seed, generation))."""
-        n = len(self.features)
-        if self.batch_size is None or self.batch_size >= n:
-            return np.arange(n)
-        return np.sort(np.random.default_rng([self.seed, int(generation), 1]).choice(n, self.batch_size, replace=False))
+        return minibatch(len(self.features), self.batch_size, self.seed, generation)
 
     def probabilities(self, X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """(P, N, L) worker probabilities of each candidate."""
