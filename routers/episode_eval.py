@@ -53,9 +53,9 @@ def task_items(test: RoutingDataset) -> list[TaskItem]:
 
 def _caller(pool):
     """The server's CallFn for one request, with its default fallback settings and no tenant rules."""
+    from routers.serve.compliance import TenantRules
     from routers.serve.config import FallbackConfig
     from routers.serve.fallback import RequestCaller, WorkerHealth
-    from routers.serve.rules import TenantRules
 
     cfg = FallbackConfig()
     health = WorkerHealth(pool, cfg)

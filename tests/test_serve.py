@@ -19,9 +19,9 @@ from routers.pool import load_pool
 from routers.pool.stub import start_stub_server
 from routers.serve.app import create_app
 from routers.serve.auth import KeyStore, load_keys, parse_env
+from routers.serve.compliance import parse_rules
 from routers.serve.config import ServeConfig, parse_serve_config
 from routers.serve.decision_log import read_log
-from routers.serve.rules import parse_rules
 from routers.serving_router import Episode, ServingRouter, Step
 
 FAST = {"backoff_s": 0.01, "max_backoff_s": 0.05, "max_retry_wait_s": 1.0}
@@ -378,8 +378,8 @@ def test_cooldown_needs_allowed_fails_and_a_failure_rate():
 def test_shipped_serve_configs_load():
     from pathlib import Path
 
+    from routers.serve.compliance import load_rules
     from routers.serve.config import load_serve_config
-    from routers.serve.rules import load_rules
     cfgs = Path(__file__).resolve().parents[1] / "configs" / "serve"
     assert load_serve_config(cfgs / "default.yaml") == ServeConfig()
     pol = load_rules(cfgs / "rules.example.yaml", load_pool("simulated").names)

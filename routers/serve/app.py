@@ -47,8 +47,8 @@ from routers.serve.decision_log import DecisionLog
 from routers.serving_router import Episode, ServingRouter
 from routers.serve.fallback import (CannotHonour, NoEligibleWorker, RequestCaller, StreamBroken, StreamSink,
                                     WorkerHealth)
+from routers.serve.compliance import RuleSet
 from routers.serve.metrics import Metrics
-from routers.serve.rules import RuleSet
 from routers.serve.schema import (ALLOWED_FIELDS, APIError, ChatCompletionRequest, SafeJSONResponse, chunk,
                                   answer_message, completion_body, completion_id, delta_chunk, final_chunks, json_bytes,
                                   model_card, stream_chunks, unknown_fields)
@@ -459,10 +459,10 @@ def cli_serve(args) -> int:
 
     from routers.pool.config import load_pool
     from routers.serve.auth import load_keys
+    from routers.serve.compliance import load_rules
     from routers.serve.config import load_serve_config
     from routers.serve.loading import export_pool_for
     from routers.serve.loading import load_serving_routers
-    from routers.serve.rules import load_rules
 
     if not 0 <= int(args.port) <= 65535:
         raise BatonError(f"serve: --port {args.port} is not a TCP port (0-65535)")

@@ -35,8 +35,8 @@ from typing import Any, Callable
 from routers.errors import BatonError
 from routers.pool.base import (BadReply, BadRequest, ContextLengthExceeded, Message, UnknownQuery,
                                WorkerError, WorkerReply, WorkerTimeout, messages_tokens, worker_params)
+from routers.serve.compliance import TenantRules
 from routers.serve.config import FallbackConfig
-from routers.serve.rules import TenantRules
 
 # Errors caused by the request, not by the worker's health: no cooldown.
 REQUEST_ERRORS = (BadRequest, ContextLengthExceeded, UnknownQuery)
