@@ -41,6 +41,15 @@ def read_router_config(path: str | Path, expected_type: str | None = None) -> di
 
 
 # -- files ------------------------------------------------------------------------------------------
+def read_checkpoint_type(path: str | Path) -> str:
+    """The router_type of a checkpoint directory. A Conductor checkpoint is an HF model folder
+    (whose config.json is the model's), so its type lives in conductor_config.json."""
+    path = Path(path)
+    if (path / "conductor_config.json").is_file():
+        return "conductor"
+    return read_router_config(path)["router_type"]
+
+
 def make_readable(path: str | Path) -> None:
     """Give every file under `path` the mode the umask allows (0644 usually). safetensors writes
     0600, which a server running as another user cannot read."""
@@ -243,7 +252,6 @@ class HubMixin:
         path = pretrained_dir(id_or_path, revision=revision, cache_dir=cache_dir, token=token)
         want = cls.checkpoint_type()
         if want is not None:
-            from routers.registry import read_checkpoint_type
             rtype = read_checkpoint_type(path)
             if rtype != want:
                 raise CheckpointError(f"{id_or_path}: a {rtype!r} checkpoint, not {want!r}; load it with "

@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from routers.checkpoint import read_router_config
+from routers.checkpoint import read_checkpoint_type
 from routers.errors import CheckpointError, ConfigError
 
 # Baseline routers: name -> "module:Class". Filled by routers/baselines.
@@ -44,15 +44,6 @@ def baseline_class(name: str):
     if name not in BASELINES:
         raise ConfigError(f"unknown router {name!r}; known baselines: {', '.join(sorted(BASELINES))}")
     return _import(BASELINES[name])
-
-
-def read_checkpoint_type(path: str | Path) -> str:
-    """The router_type of a checkpoint directory. A Conductor checkpoint is an HF model folder
-    (whose config.json is the model's), so its type lives in conductor_config.json."""
-    path = Path(path)
-    if (path / "conductor_config.json").is_file():
-        return "conductor"
-    return read_router_config(path)["router_type"]
 
 
 def load_pretrained(id_or_path: str | Path, *, revision: str | None = None, cache_dir: str | Path | None = None,

@@ -2,7 +2,8 @@
 
     python scripts/import_graph.py [--edges] [packages...]     # default: routers trinity conductor baton
 
-An edge A -> B means module A imports module B somewhere (a function-level import is marked `(fn)`);
+An edge A -> B means module A imports module B somewhere (a function-level import is marked `(fn)`;
+imports under `if TYPE_CHECKING:` never run and are left out);
 a cycle is a strongly connected component of more than one module. Exit status 1 when a cycle exists.
 """
 
@@ -29,7 +30,11 @@ def graph(packages: list[str]) -> dict[str, dict[str, bool]]:
         is_pkg = path.name == "__init__.py"
         fn_nodes = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
                     for n in ast.walk(f)}
+        typing_only = {id(n) for f in ast.walk(tree) if isinstance(f, ast.If) and "TYPE_CHECKING" in ast.unparse(f.test)
+                       for n in ast.walk(f)}   # `if TYPE_CHECKING:` imports never run
         for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]

@@ -5,7 +5,7 @@ import pytest
 
 from routers.cli import build_parser, main
 from routers.errors import CheckpointError
-from routers.registry import read_checkpoint_type
+from routers.checkpoint import read_checkpoint_type
 
 
 def test_every_subcommand_target_resolves_to_a_module_path():

@@ -74,7 +74,8 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 def test_checkpoint_round_trip_into_serving_router(trained):
     from conductor.checkpoint import ConductorRouter, load_router
     from conductor.toy import ToyPool
-    from routers.registry import load_checkpoint, read_checkpoint_type
+    from routers.checkpoint import read_checkpoint_type
+    from routers.registry import load_checkpoint
 
     out, _ = trained
     assert read_checkpoint_type(out) == "conductor"

@@ -4,11 +4,13 @@ make one call down that ranking (the caller handles fallback), and report the de
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from routers.baselines.base import Router
 from routers.pool.base import Message
 from routers.serving_router import CallFn, Episode, ServingRouter, Step, last_user_text
+
+if TYPE_CHECKING:  # an annotation only: base.Router.answer imports this module
+    from routers.baselines.base import Router
 
 
 class SingleChoice(ServingRouter):

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from routers.checkpoint import make_readable
+from routers.checkpoint import make_readable, read_checkpoint_type
 from routers.errors import CheckpointError, ConfigError
 
 EXPORT_FILE = "baton_export.json"
@@ -54,7 +54,6 @@ def read_export(path: str | Path) -> dict[str, Any]:
 
 
 def _checkpoint_meta(ckpt: Path) -> tuple[str, dict[str, Any]]:
-    from routers.registry import read_checkpoint_type
     rtype = read_checkpoint_type(ckpt)
     name = "conductor_config.json" if rtype == "conductor" else "config.json"
     try:

@@ -44,7 +44,8 @@ SERVE_FEATURE_CACHE = 50_000  # coordinator features kept in memory by a server 
 
 
 def load_serving_router(spec: str, pool, *, device: str = "cpu", batch: BatchConfig | None = None) -> ServingRouter:
-    from routers.registry import BASELINES, baseline_class, load_checkpoint, read_checkpoint_type
+    from routers.checkpoint import read_checkpoint_type
+    from routers.registry import BASELINES, baseline_class, load_checkpoint
     name, target = split_spec(spec)
     path = Path(target)
     if not path.exists() and target not in BASELINES and "/" in target and not target.startswith((".", "/")):
