@@ -125,9 +125,22 @@ def stage_ablations(seeds: str = "0,1,2") -> dict:
     cmd = [sys.executable, "scripts/ablate.py", *files, "--base", "configs/trinity/route.yaml", "--train", spec,
            "--seeds", seeds, "--out", str(out), "--set", f"data.prices={prices}", "train.wandb=false"]
     subprocess.run(cmd, check=True, cwd=REPO)
+    _tidy_ablations(out)
     res = json.loads((out / "ablations.json").read_text())
-    return {"command": "python " + " ".join(cmd[1:]).replace(str(REPO) + "/", ""),
-            "table": (out / "ablations.md").read_text(), **res}
+    return {"command": _shown("python " + " ".join(cmd[1:])), "table": (out / "ablations.md").read_text(),
+            "note": "test = LLMRouter's published test split as train_route reads it (500 questions, 119 of "
+                    "them also in the training split); methods are compared on the validation column", **res}
+
+
+def _tidy_ablations(out: Path) -> None:
+    """Keep the table, JSON and plot; the per-row checkpoints are outputs, not results (tens of MB)."""
+    import shutil
+    for p in out.iterdir():
+        if p.is_dir():
+            shutil.rmtree(p)
+    for name in ("ablations.md", "ablations.json"):
+        f = out / name
+        f.write_text(_shown(f.read_text()))
 
 
 def stage_bench() -> dict:
@@ -204,7 +217,7 @@ def render() -> str:
         a = json.loads(abl.read_text())
         out += ["### TRINITY ablations on LLMRouter", ""]
         out += [f"Skipped: {a['skipped']}.", ""] if "skipped" in a else \
-            [f"`{a['command']}`", "", a["table"].split("\n\n", 1)[1].strip(), ""]
+            [f"`{a['command']}`", "", a["table"].split("\n\n", 1)[1].strip(), "", a.get("note", "") + ".", ""]
     out += render_benches()
     bench = RESULTS / "bench.json"
     if bench.is_file():
