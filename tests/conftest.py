@@ -20,3 +20,12 @@ def shared_dir() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip(f"{SHARED}/data is absent (team-provided data; optional)")
     return SHARED
+
+
+def load_script(name: str):
+    """A `scripts/<name>.py` file as a module (scripts are not a package): one loader for the tests."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -3,9 +3,10 @@ and only for the same coordinator settings."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from conftest import load_script
 
 import numpy as np
 import pytest
@@ -16,10 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("extract_features", REPO / "scripts" / "extract_features.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("extract_features")
 
 
 def test_extract_then_import_into_a_fresh_cache(tmp_path, monkeypatch):

@@ -3,17 +3,15 @@ and `routers/` reaches `trinity/` and `conductor/` only through the registry (by
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _graph_module():
-    spec = importlib.util.spec_from_file_location("import_graph", REPO / "scripts" / "import_graph.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("import_graph")
 
 
 def test_no_import_cycles():

@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
+
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _make_results():
-    spec = importlib.util.spec_from_file_location("make_results", REPO / "scripts" / "make_results.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("make_results")
 
 
 def test_readme_block_is_rendered_from_committed_results():
