@@ -174,11 +174,17 @@ def evaluate(routers: dict[str, Any], train: RoutingDataset, test: RoutingDatase
             **row,
         }
 
-    costs_known = [float(np.max(p[:, 0])) for p in points.values() if np.isfinite(p[:, 0]).all()]
-    max_cost = float("nan") if unpriced or len(costs_known) < len(points) else max(
-        [float(single_cost.max())] + [float(M.nondecreasing_convex_hull(p)[-1, 0]) for p in points.values()])
+    # AIQ is an area under a cost-quality curve: episode routers have one operating point (they are
+    # not swept over lam), so they get none, and do not stretch the shared maximum cost for the others
+    curves = {n: p for n, p in points.items() if out_routers[n]["kind"] == "recorded"}
+    costs_known = [float(np.max(p[:, 0])) for p in curves.values() if np.isfinite(p[:, 0]).all()]
+    max_cost = float("nan") if unpriced or len(costs_known) < len(curves) else max(
+        [float(single_cost.max())] + [float(M.nondecreasing_convex_hull(p)[-1, 0]) for p in curves.values()])
     for name, p in points.items():
-        out_routers[name]["aiq"] = M.aiq(p, max_cost=max_cost) if np.isfinite(max_cost) else None
+        if name not in curves:
+            out_routers[name]["note"] = "one operating point (episodes are not swept over lam): no AIQ"
+        elif np.isfinite(max_cost):
+            out_routers[name]["aiq"] = M.aiq(p, max_cost=max_cost)
     baselines = [n for n, r in routers.items() if not _is_episodic(r) and not getattr(r, "from_checkpoint", False)
                  and not hasattr(r, "fit_oracle")]
     for name, r in out_routers.items():

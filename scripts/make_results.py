@@ -60,7 +60,7 @@ def _write(name: str, obj: dict) -> Path:
 
 def _shown(path: str) -> str:
     """A path as the README shows it: relative to the repository (../shared/...), not this machine's."""
-    return str(path).replace(str(REPO.parent), "..").replace(str(REPO) + "/", "")
+    return str(path).replace(str(REPO) + "/", "").replace(str(REPO.parent), "..")
 
 
 def run_suite(name: str, extra_routers: str = "", pool: str | None = None, seed: int = 0) -> dict:
@@ -92,7 +92,7 @@ def stage_demo() -> dict:
     out = REPO / "outputs" / "demo"
     cmd = [sys.executable, "-m", "routers.cli", "demo", "--out", str(out)]
     subprocess.run(cmd, check=True, cwd=REPO)
-    res = json.loads((out / "demo_result.json").read_text())
+    res = json.loads(_shown((out / "demo_result.json").read_text()))
     return {"command": "baton demo", **res}
 
 
@@ -177,8 +177,9 @@ def render_suite(r: dict) -> list[str]:
     for name, x in r["routers"].items():
         lo, hi = x["accuracy_ci"]
         pb = "-" if x.get("p_vs_best_baseline") is None else f"{_f(x['p_vs_best_baseline'])} ({x['best_baseline']})"
+        aiq = "n/a (one point)" if x.get("kind") == "episodes" else _f(x["aiq"])
         lines.append(f"| {name} | {x['kind']} | {_f(x['accuracy'])} [{_f(lo)}, {_f(hi)}] | {_f(x['cost'], '.3g')} | "
-                     f"{_f(x['aiq'])} | {_f(x['p_vs_best_single'])} | {pb} |")
+                     f"{aiq} | {_f(x['p_vs_best_single'])} | {pb} |")
     if r.get("unpriced_models"):
         lines.append(f"\nUnpriced (cost unknown, '?'): {', '.join(r['unpriced_models'])}.")
     return lines + [""]
