@@ -200,7 +200,7 @@ def evaluate(routers: dict[str, Any], train: RoutingDataset, test: RoutingDatase
     return _jsonable({
         "dataset": test.name, "n_train": len(train), "n_test": len(test), "models": models,
         "best_single": _entry(best["accuracy"], best["cost"], model=models[best["index"]]),
-        "oracle": _entry(oracle["accuracy"], _mean(oracle_cost(S, C, oracle["choice"])), missing=oracle["missing"],
+        "oracle": _entry(oracle["accuracy"], _mean(M.chosen(S, C, oracle["choice"])[1]), missing=oracle["missing"],
                          share=dict(zip(models, M.share(oracle["choice"], len(models)).tolist()))),
         "random": M.random_expected(S, C),
         "single_models": [_entry(a, c, model=m) for m, a, c in zip(models, single_acc, single_cost)],
@@ -217,10 +217,6 @@ def evaluate(routers: dict[str, Any], train: RoutingDataset, test: RoutingDatase
 def _mean(x) -> float:
     """Mean dollars, unknown (NaN) if any term is: the accounting rule."""
     return float(mean_cost(x))
-
-
-def oracle_cost(S, C, choice) -> np.ndarray:
-    return M.chosen(S, C, choice)[1]
 
 
 def _worker_share(workers: list[list[str]], models: list[str]) -> dict[str, float]:

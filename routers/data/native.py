@@ -156,6 +156,13 @@ def save_jsonl(ds: RoutingDataset, path: str | Path) -> Path:
 LONG_REQUIRED = ["id", "prompt", "model", "score"]
 
 
+def _scatter(n: int, m: int, q, mc, values) -> np.ndarray:
+    """(n, m) matrix of long-format values at (query q, model mc); cells no row names stay NaN."""
+    a = np.full((n, m), np.nan)
+    a[q, mc] = values
+    return a
+
+
 def looks_long(columns) -> bool:
     return all(c in columns for c in LONG_REQUIRED)
 
@@ -184,12 +191,7 @@ def from_long_frame(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions
         raise DataError(f"query {ids_all[bad[0]]!r} has two different prompts", file=file, row=int(bad[0]) + 1,
                         column="prompt")
 
-    def dense(values):
-        a = np.full((n, m), np.nan)
-        a[q, mc] = values
-        return a
-
-    kw = {attr: dense(parse_numbers(df[fld], file=file, column=fld, what=fld))
+    kw = {attr: _scatter(n, m, q, mc, parse_numbers(df[fld], file=file, column=fld, what=fld))
           for fld, attr in NUMERIC.items() if fld in df}
     responses = None
     if "response" in df:
@@ -206,7 +208,7 @@ def from_long_frame(df: pd.DataFrame, *, file: str, name: str, opts: LoadOptions
     return RoutingDataset(
         ids=list(map(str, qids)), prompts=prompts, categories=cats,
         splits=resolve_splits(pick("split") if "split" in df else [None] * n, prompts, file=file, opts=opts),
-        models=list(map(str, models)), scores=dense(parse_scores(df["score"], file=file, column="score")),
+        models=list(map(str, models)), scores=_scatter(n, m, q, mc, parse_scores(df["score"], file=file, column="score")),
         responses=responses, answers=answers, name=name, meta={"format": "native", "source": file}, **kw)
 
 
@@ -275,18 +277,13 @@ def from_long_table(table, *, file: str, name: str, opts: LoadOptions) -> Routin
         raise DataError(f"query {qids[q[bad[0]]]!r} has two different prompts", file=file, row=int(bad[0]) + 1,
                         column="prompt")
 
-    def dense(values):
-        a = np.full((n, m), np.nan)
-        a[q, mc] = values
-        return a
-
     def numbers(col, parse, **kw):
         c = table.column(col)
         if pa.types.is_floating(c.type) or pa.types.is_integer(c.type):
             values = c.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls -> NaN
         else:  # text or bools: the per-cell rules and their errors
             values = c.to_pylist()
-        return dense(parse(values, file=file, column=col, **kw))
+        return _scatter(n, m, q, mc, parse(values, file=file, column=col, **kw))
 
     has = set(table.column_names)
     kw = {attr: numbers(fld, parse_numbers, what=fld) for fld, attr in NUMERIC.items() if fld in has}
