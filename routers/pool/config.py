@@ -41,7 +41,9 @@ from routers.yamlfile import read_yaml
 from routers.pool.pool import DEFAULT_LIMITS, Pool
 
 BACKENDS = ("openai", "hf", "replay", "simulated")
-TOP_KEYS = {"name", "description", "seed", "tasks", "task_limit", "data", "cache", "defaults", "workers"}
+TOP_KEYS = {"name", "description", "seed", "tasks", "task_limit", "data", "cache", "defaults", "workers",
+            "coordination"}
+COORDINATION_KEYS = {"context_delta", "adopt", "verify_words", "domain_delta", "off_domain_delta", "domains"}
 COMMON_KEYS = {"name", "backend", "model", "input_price", "output_price", "tags", "limits", "params",
                "description"}
 BACKEND_KEYS = {
@@ -180,6 +182,27 @@ def _worker(w: Any, i: int, src: str, base: Path | None, defaults: dict[str, Any
     return out
 
 
+def _words(v: Any, where: str) -> list[str]:
+    if not isinstance(v, list) or not v or not all(isinstance(w, str) and w.strip() for w in v):
+        raise ConfigError(f"{where}: expected a non-empty list of words, got {v!r}")
+    return [w.strip() for w in v]
+
+
+def _coordination(v: Any, where: str) -> dict[str, Any]:
+    """The simulated pool's coordination effects (routers.pool.simulated.Coordination)."""
+    c = _map(v, where)
+    _keys(c, COORDINATION_KEYS, where)
+    out: dict[str, Any] = {k: float(_num(c[k], f"{where}.{k}", lo=-1, hi=1))
+                           for k in ("context_delta", "domain_delta", "off_domain_delta") if k in c}
+    if "adopt" in c:
+        out["adopt"] = float(_num(c["adopt"], f"{where}.adopt", lo=0, hi=1))
+    if "verify_words" in c:
+        out["verify_words"] = _words(c["verify_words"], f"{where}.verify_words")
+    if "domains" in c:
+        out["domains"] = {str(k): _words(w, f"{where}.domains.{k}") for k, w in _map(c["domains"], f"{where}.domains").items()}
+    return out
+
+
 def validate_pool_config(raw: Any, src: str = "<pool>", base: Path | None = None) -> dict[str, Any]:
     """The validated, normalized config (relative paths resolved against `base`)."""
     if not isinstance(raw, dict):
@@ -200,12 +223,17 @@ def validate_pool_config(raw: Any, src: str = "<pool>", base: Path | None = None
         cfg["data"] = _resolve(_str(raw["data"], f"{src}: data"), base)
     if raw.get("cache") is not None:
         cfg["cache"] = _resolve(_str(raw["cache"], f"{src}: cache"), base)
+    if raw.get("coordination") is not None:
+        cfg["coordination"] = _coordination(raw["coordination"], f"{src}: coordination")
     defaults = {**DEFAULT_LIMITS, **_limits(raw.get("defaults", {}), f"{src}: defaults")}
     cfg["defaults"] = defaults
     workers = raw.get("workers")
     if not isinstance(workers, list) or not workers:
         raise ConfigError(f"{src}: workers: expected a non-empty list, got {workers!r}")
     cfg["workers"] = [_worker(w, i, src, base, defaults) for i, w in enumerate(workers)]
+    if "coordination" in cfg and not any(w["backend"] == "simulated" for w in cfg["workers"]):
+        raise ConfigError(f"{src}: coordination: only simulated workers have coordination effects, and this "
+                          "pool has none")
     seen: dict[str, int] = {}
     for i, w in enumerate(cfg["workers"]):
         if w["name"] in seen:
@@ -229,8 +257,25 @@ def pool_path(name_or_path: str | Path) -> Path:
 
 def read_pool_config(path: str | Path) -> dict[str, Any]:
     path = pool_path(path)
+    return validate_pool_config(_read_with_base(path), str(path), path.resolve().parent)
+
+
+def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The pool file's mapping; `base: other.yaml` (relative to this file) supplies every top-level
+    key this file does not set, so a variant pool restates only what it changes."""
     raw = read_yaml(path, "pool file")
-    return validate_pool_config(raw, str(path), path.resolve().parent)
+    if not isinstance(raw, dict) or "base" not in raw:
+        return raw
+    base = raw.pop("base")
+    target = (path.resolve().parent / _str(base, f"{path}: base")).resolve()
+    if target in seen or target == path.resolve():
+        raise ConfigError(f"{path}: base: {base} makes a cycle of pool files")
+    if not target.is_file():
+        raise ConfigError(f"{path}: base: {target} does not exist")
+    parent = _read_with_base(target, (*seen, path.resolve()))
+    if not isinstance(parent, dict):
+        raise ConfigError(f"{target}: expected a mapping with a 'workers' list (the base of {path})")
+    return {**parent, **raw}
 
 
 def build_pool(cfg: dict[str, Any], *, cache: str | None = None, src: str = "<pool>") -> Pool:

@@ -12,6 +12,21 @@ task grader scores it exactly as drawn. Roles (`params["role"]`):
   is caught (REJECT) with probability p_catch, a right one wrongly rejected with p_false_reject.
   The reply ends with a line `VERDICT: ACCEPT` or `VERDICT: REJECT`.
 
+Coordination (off unless the pool YAML has a `coordination:` block; `Coordination`): a worker step
+written as a workflow step prompt (`Question:` / `<Agent j response>` blocks / `Your task:`, the
+format `conductor.executor.render_step_prompt` writes) gets effects from what it reads:
+- instruction naming the question's domain (`domains` word lists): accuracy + `domain_delta`;
+  naming only other domains: + `off_domain_delta` (a misdirected subtask);
+- earlier answers visible and an instruction with a `verify_words` word: the step verifies the
+  last visible answer at its own verifier rates: a wrong one is caught with p_catch and re-solved
+  (own accuracy), a right one kept unless falsely rejected (p_false_reject, then re-solved);
+  P(correct) = p_false_reject * a + (1 - p_false_reject) if that answer is right, else p_catch * a.
+  Keeping an answer costs the `verifier` extra output tokens, re-solving the `worker` ones;
+- earlier answers visible otherwise: with probability `adopt` the step goes along with the last
+  visible answer (right or wrong), else it solves with accuracy + `context_delta` (the earlier
+  work acts as a Thinker's plan).
+Each reply's meta says which applied (`meta["coordination"]`).
+
 Determinism: every draw comes from a numpy Generator seeded by sha256 over (pool seed, worker,
 item id, role, transcript hash, params.get("nonce", 0)); the same call gives the same reply.
 
@@ -69,6 +84,74 @@ def _norm(category: str) -> str:
     return re.sub(r"[\s\-]+", "_", category.strip().lower())
 
 
+def domain_of(item: TaskItem) -> str:
+    """The item's domain for instruction effects: "<task>/<MMLU group>" for MMLU subjects (e.g.
+    "mmlu/stem"), else the task name ("gsm8k")."""
+    task, cat = _norm(item.task), item.category
+    if "/" in cat:
+        task_part, cat = cat.split("/", 1)
+        task = _norm(task_part) or task
+    group = MMLU_GROUPS.get(_norm(cat))
+    return f"{task}/{group}" if group else task
+
+
+# The workflow step prompt (conductor.executor.render_step_prompt writes it; a test keeps them in step)
+_STEP_QUESTION = "Question:\n"
+_AGENT_BLOCK = re.compile(r"<Agent (\d+) response>\n(.*?)\n</Agent \1 response>", re.S)
+_TASK_BLOCK = re.compile(r"\n\nYour task:\n(.*)\Z", re.S)
+
+
+def step_context(messages: list[Message]) -> tuple[list[str], str | None] | None:
+    """(visible earlier answers, instruction) of a workflow step prompt (the last user message),
+    or None when the call is not one."""
+    last = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+    text = str((last or {}).get("content") or "")
+    if not text.startswith(_STEP_QUESTION):
+        return None
+    task = _TASK_BLOCK.search(text)
+    body = text[:task.start()] if task else text
+    return [m.group(2) for m in _AGENT_BLOCK.finditer(body)], (task.group(1).strip() if task else None)
+
+
+class Coordination:
+    """Pool-level effects of a step's context and instruction (see the module docstring)."""
+
+    def __init__(self, *, context_delta: float = 0.0, adopt: float = 0.0, verify_words: list[str] | None = None,
+                 domain_delta: float = 0.0, off_domain_delta: float = 0.0,
+                 domains: dict[str, list[str]] | None = None):
+        self.context_delta, self.adopt = float(context_delta), float(adopt)
+        self.domain_delta, self.off_domain_delta = float(domain_delta), float(off_domain_delta)
+        self.verify_words = [w.lower() for w in (verify_words or [])]
+        self.domains = {k: [w.lower() for w in v] for k, v in (domains or {}).items()}
+        self._verify = self._words_re(self.verify_words)
+        self._domain_re = {k: self._words_re(v) for k, v in self.domains.items()}
+
+    @staticmethod
+    def _words_re(words: list[str]) -> re.Pattern | None:
+        # a word matches at a word start ("verif" matches "verify" and "verification")
+        return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + ")", re.I) if words else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"context_delta": self.context_delta, "adopt": self.adopt, "verify_words": self.verify_words,
+                "domain_delta": self.domain_delta, "off_domain_delta": self.off_domain_delta,
+                "domains": self.domains}
+
+    def is_verify(self, instruction: str | None) -> bool:
+        return bool(instruction and self._verify and self._verify.search(instruction))
+
+    def instruction_delta(self, instruction: str | None, domain: str) -> tuple[float, str | None]:
+        """(accuracy delta, "domain" | "off_domain" | None) of an instruction for an item's domain.
+        A domain key names the item's domain when equal to it or to its task ("mmlu" for "mmlu/stem")."""
+        if not instruction:
+            return 0.0, None
+        named = [k for k, rx in self._domain_re.items() if rx is not None and rx.search(instruction)]
+        if not named:
+            return 0.0, None
+        if any(k == domain or k == domain.split("/")[0] for k in named):
+            return self.domain_delta, "domain"
+        return self.off_domain_delta, "off_domain"
+
+
 def _default_resolver(name: str) -> Task:
     try:
         from routers.tasks import get_task
@@ -82,8 +165,10 @@ class Simulation:
     """State shared by the simulated workers of one pool: the seed and the registered items."""
 
     def __init__(self, seed: int = 0, tasks: list[str] | None = None,
-                 resolver: Callable[[str], Task] | None = None, task_limit: int | None = None):
+                 resolver: Callable[[str], Task] | None = None, task_limit: int | None = None,
+                 coordination: Coordination | None = None):
         self.seed = int(seed)
+        self.coordination = coordination
         self.task_names = list(tasks or [])
         self.task_limit = task_limit
         self.resolver = resolver or _default_resolver
@@ -184,8 +269,10 @@ class SimulatedWorker(Worker):
     @property
     def cache_salt(self) -> str:
         """Everything besides the call that decides a reply: a cache never mixes seeds or settings."""
+        coord = self.sim.coordination
         return json.dumps([self.sim.seed, self.accuracy, self.p_catch, self.p_false_reject, self.thinker_delta,
-                           self.extra_output_tokens, sorted((n, p.thinker_delta) for n, p in self.peers.items())],
+                           self.extra_output_tokens, sorted((n, p.thinker_delta) for n, p in self.peers.items()),
+                           *([coord.to_dict()] if coord is not None else [])],
                           sort_keys=True)
 
     def accuracy_for(self, item: TaskItem) -> float:
@@ -236,6 +323,7 @@ class SimulatedWorker(Worker):
         rng = self.sim.rng(self.name, item.id if item else None, role, transcript_hash(messages),
                            params.get("nonce", 0))
         meta: dict[str, Any] = {"simulated": True, "role": role, "graded": item is not None}
+        extra_role = role  # whose extra output tokens this reply is charged
         if item is None:
             text = self._generic(role, messages)
         elif role == "thinker":
@@ -254,17 +342,47 @@ class SimulatedWorker(Worker):
             base = self.accuracy_for(item)
             delta, thinker = self._thinker_delta(messages)
             p = float(np.clip(base + delta, 0.0, 1.0))
-            correct = bool(rng.random() < p)
+            step = step_context(messages) if self.sim.coordination is not None else None
+            if step is None:
+                correct = bool(rng.random() < p)
+            else:
+                p, correct, extra_role, effects = self._coordinated(item, p, *step, rng)
+                meta["coordination"] = effects
             text = self.sim.task(item.task).render_answer(item, correct, rng)
             meta.update(item_id=item.id, p_correct=p, score=float(correct),
                         **({"thinker": thinker} if thinker else {}))
         n_in = messages_tokens(messages)
-        n_out = estimate_tokens(text) + self.extra_output_tokens.get(role, 0)
+        n_out = estimate_tokens(text) + self.extra_output_tokens.get(extra_role if role == "worker" and item is not None
+                                                                     else role, 0)
         latency = self.latency_base_s + self.latency_per_token_s * n_out
         if self.simulate_latency:
             await asyncio.sleep(latency)
         return WorkerReply(text=text, worker=self.name, model=self.model, input_tokens=n_in,
                            output_tokens=n_out, cost=self.price(n_in, n_out), latency_s=latency, meta=meta)
+
+    def _coordinated(self, item: TaskItem, p: float, answers: list[str], instruction: str | None,
+                     rng: np.random.Generator) -> tuple[float, bool, str, dict[str, Any]]:
+        """(P(correct), correct, extra-token role, effects) of a workflow step (module docstring)."""
+        c = self.sim.coordination
+        d_inst, kind = c.instruction_delta(instruction, domain_of(item))
+        a = float(np.clip(p + d_inst, 0.0, 1.0))
+        effects: dict[str, Any] = {"instruction": kind, "visible_answers": len(answers)}
+        if not answers:
+            return a, bool(rng.random() < a), "worker", effects
+        task = self.sim.task(item.task)
+        last_ok = task.grade(answers[-1], item) >= 0.5
+        effects["last_visible_correct"] = last_ok
+        if c.is_verify(instruction):
+            p_keep = 1.0 - (self.p_false_reject if last_ok else self.p_catch)
+            keep = bool(rng.random() < p_keep)
+            correct = last_ok if keep else bool(rng.random() < a)
+            effects["verify"] = "kept" if keep else "redone"
+            return p_keep * last_ok + (1 - p_keep) * a, correct, "verifier" if keep else "worker", effects
+        a_ctx = float(np.clip(a + c.context_delta, 0.0, 1.0))
+        adopt = bool(rng.random() < c.adopt)
+        effects["context"] = "adopted" if adopt else "solved"
+        correct = last_ok if adopt else bool(rng.random() < a_ctx)
+        return c.adopt * last_ok + (1 - c.adopt) * a_ctx, correct, "worker", effects
 
     def _generic(self, role: str, messages: list[Message]) -> str:
         if role == "thinker":
@@ -276,7 +394,9 @@ class SimulatedWorker(Worker):
 
 
 def make_simulation(cfg: dict[str, Any]) -> Simulation:
-    return Simulation(seed=cfg.get("seed", 0), tasks=cfg.get("tasks"), task_limit=cfg.get("task_limit"))
+    coord = cfg.get("coordination")
+    return Simulation(seed=cfg.get("seed", 0), tasks=cfg.get("tasks"), task_limit=cfg.get("task_limit"),
+                      coordination=Coordination(**coord) if coord is not None else None)
 
 
 def make_worker(name: str, spec: dict[str, Any], sim: Simulation) -> SimulatedWorker:
