@@ -300,10 +300,11 @@ async def _record_pending(pool, pending: list[TaskItem], names: list[str], write
                         await asyncio.sleep(min(60.0, getattr(e, "retry_after", None) or 2.0 ** attempt))
                         continue
                     return {"score": None, "error": f"{type(e).__name__}: {e}"}
-        score = await asyncio.to_thread(task.grade, reply.text, item)  # humaneval runs a sandbox
+        # humaneval runs a sandbox; its cells also say in which isolation ("sandbox": namespace | tripwire)
+        score, graded = await asyncio.to_thread(task.grade_detail, reply.text, item)
         return {"score": float(score), "cost": reply.cost, "response": reply.text,
                 "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
-                "latency": reply.latency_s}
+                "latency": reply.latency_s, **graded}
 
     async def query(item: TaskItem) -> None:
         results = await asyncio.gather(*(cell(item, w) for w in names))

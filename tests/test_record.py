@@ -346,3 +346,44 @@ def test_a_library_resume_keeps_the_cli_arguments_in_the_sidecar(tmp_path):
     assert meta["tasks"] == "mmlu:3" and meta["limit"] is None
     with pytest.raises(DataError, match="--tasks"):
         run_record(pool, "mmlu:5", str(out))
+
+
+class CodePool:
+    """HumanEval workers: 'right' writes the canonical solution, 'wrong' a wrong body, 'prose' no code."""
+
+    names = ["right", "wrong", "prose"]
+
+    def __init__(self, items):
+        self.items = {it.id: it for it in items}
+
+    async def call(self, worker, messages, **params):
+        item = self.items[params["item_id"]]
+        text = "I would rather not write code." if worker == "prose" else \
+            get_task("humaneval").render_answer(item, worker == "right", np.random.default_rng(0))
+        return WorkerReply(text=text, worker=worker, model=worker, input_tokens=10, output_tokens=5, cost=0.001,
+                           latency_s=0.0)
+
+
+@pytest.mark.parametrize("isolation", ["tripwire", "auto"])
+def test_code_cells_record_the_sandbox_isolation_they_were_graded_in(tmp_path, monkeypatch, isolation):
+    """A reader of a recording knows in which isolation each HumanEval cell was graded: namespaces, or the
+    tripwire fallback (forced here, or what `auto` gives where namespaces do not work)."""
+    from routers.tasks import sandbox
+
+    monkeypatch.setenv(sandbox.ENV_VAR, isolation)
+    expected = "tripwire" if isolation == "tripwire" else ("namespace" if sandbox.namespace_support()[0] else "tripwire")
+    items = load_task_items("humaneval:3", seed=0)
+    out = tmp_path / "code.jsonl"
+    ds = record(CodePool(items), items, out, progress=False, concurrency=2)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 3
+    for line in lines:
+        cells = line["results"]
+        assert cells["right"]["score"] == 1.0 and cells["right"]["sandbox"] == expected
+        assert cells["wrong"]["score"] == 0.0 and cells["wrong"]["sandbox"] == expected
+        assert cells["prose"]["score"] == 0.0 and cells["prose"]["sandbox"] is None  # no code: nothing ran
+    assert np.array_equal(load_dataset(str(out)).scores, ds.scores)  # the field loads back without complaint
+    # tasks that run no code keep their cells as they were
+    mc = load_task_items("mmlu:2", seed=0)
+    record(FakePool(mc), mc, tmp_path / "mc.jsonl", progress=False)
+    assert all("sandbox" not in c for x in read_records(tmp_path / "mc.jsonl") for c in x["results"].values())

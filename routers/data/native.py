@@ -1,7 +1,8 @@
 """baton's own formats: JSONL (one object per query) and parquet (one row per (query, model)).
 
 JSONL line: {"id", "prompt", "category", "split", "answer"?, "results": {model: {"score", "cost"?,
-"response"?, "input_tokens"?, "output_tokens"?, "latency"?}}} -- exactly what the recorder writes.
+"response"?, "input_tokens"?, "output_tokens"?, "latency"?}}} -- exactly what the recorder writes (its
+code-task cells also hold "sandbox": the isolation they were graded in, for the reader; not loaded).
 Parquet columns: id, prompt, category, split, answer?, model, score, cost?, response?, input_tokens?,
 output_tokens?, latency?. A field the dataset has is written for every cell (null where unknown), so
 `save_*` then `load_dataset` gives back the same dataset.

@@ -35,6 +35,11 @@ class Task(abc.ABC):
         pred = self.extract(response, item)
         return float(pred is not None and pred == item.answer)
 
+    def grade_detail(self, response: str, item: TaskItem) -> tuple[float, dict[str, Any]]:
+        """`grade`'s score and the facts of how it was graded that a recording keeps beside it in
+        the cell (code tasks: the sandbox isolation it ran in). Default: the score alone."""
+        return self.grade(response, item), {}
+
     def render_answer(self, item: TaskItem, correct: bool, rng) -> str:
         """A response text that `grade` scores 1.0 if `correct` else 0.0; the simulated pool uses it
         to answer in the task's own format. `rng` is a numpy Generator (deterministic choices)."""

@@ -79,8 +79,13 @@ class HumanEval(Task):
         return None if code is None else run_code(self.program(code, item), timeout_s=self.timeout_s)
 
     def grade(self, response: str, item: TaskItem) -> float:
+        return self.grade_detail(response, item)[0]
+
+    def grade_detail(self, response: str, item: TaskItem) -> tuple[float, dict[str, Any]]:
+        """The score and `sandbox`: the isolation the tests ran in ("namespace" or "tripwire", the
+        fallback where namespaces are unavailable), None where the reply had no code to run."""
         result = self.run(response, item)
-        return float(result is not None and result.ok)
+        return float(result is not None and result.ok), {"sandbox": None if result is None else result.sandbox}
 
     def render_answer(self, item: TaskItem, correct: bool, rng) -> str:
         """Correct: the canonical solution as a whole function. Wrong: the same signature with a
