@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from routers.errors import ConfigError, DataError
+from routers.errors import ConfigError
 
 
 def _dataset(data):
@@ -66,21 +66,6 @@ def _trinity_config(config, overrides: dict[str, Any]):
     return load_config(config_path("trinity", config), _overrides(overrides))
 
 
-def _route_split(cfg, ds):
-    """(train, test) from an in-memory dataset, as `trinity.train.load_routing_data` splits a loaded one."""
-    import numpy as np
-    train = ds.split("train") if "train" in ds.splits else ds
-    test = ds.split("test") if "test" in ds.splits else None
-    missing = np.isnan(train.scores).any(axis=1)
-    if missing.all():
-        raise DataError("every training query has a missing score", file=ds.name)
-    train = train.subset(~missing) if missing.any() else train
-    if cfg.data.limit is not None and cfg.data.limit < len(train):
-        idx = np.sort(np.random.default_rng(cfg.train.seed).choice(len(train), cfg.data.limit, replace=False))
-        train = train.subset(idx)
-    return train, test
-
-
 def train_trinity(config="route", data=None, *, out: str | Path | None = None, device: str | None = None,
                   **overrides: Any):
     """Train TRINITY and return the trained router (a `TrinityRouter`).
@@ -89,6 +74,7 @@ def train_trinity(config="route", data=None, *, out: str | Path | None = None, d
     overrides: dotted keys, e.g. **{"train.iterations": 5}; data: a RoutingDataset (route task) or a
     dataset / task spec replacing data.train; out: where the checkpoint, metrics.json and history go
     (None: a temporary folder, removed once the router is loaded)."""
+    from trinity.data import split_routing_dataset
     from trinity.serving import TrinityRouter
     from trinity.train import run, train_route
     cfg = _trinity_config(config, overrides)
@@ -105,7 +91,7 @@ def train_trinity(config="route", data=None, *, out: str | Path | None = None, d
                 raise ConfigError("data: a RoutingDataset trains the route task; set data.task: route "
                                   "(the episode task takes task items, e.g. data='mmlu:200')")
             cfg.data.train = data.name  # recorded in the checkpoint as what it was trained on
-            train, test = _route_split(cfg, data)
+            train, test = split_routing_dataset(cfg, data)
             train_route(cfg, train, test, out=target)
         else:
             if data is not None:

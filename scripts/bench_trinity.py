@@ -24,7 +24,7 @@ def bench_head(n_queries: int, popsize: int, d: int, n_workers: int, repeats: in
     from trinity.config import TrainConfig
     from trinity.fitness import SelectionObjective
     from trinity.heads import make_head
-    from trinity.trainer import CMAESTrainer
+    from trinity.optimizers import optimize
     rng = np.random.default_rng(0)
     F = rng.standard_normal((n_queries, d)).astype(np.float32)
     S = (rng.random((n_queries, n_workers)) < 0.5).astype(float)
@@ -32,8 +32,7 @@ def bench_head(n_queries: int, popsize: int, d: int, n_workers: int, repeats: in
     obj = SelectionObjective(head, F, S, [f"w{j}" for j in range(n_workers)], repeats=repeats, sampling=sampling)
     cfg = TrainConfig(iterations=reps + 1, popsize=popsize, wandb=False)
     times = []
-    trainer = CMAESTrainer(obj, cfg, on_generation=lambda row: times.append(row["seconds"]))
-    trainer.run()
+    optimize(obj, cfg, on_generation=lambda row: times.append(row["seconds"]))
     gen = statistics.median(times[1:])  # the first generation pays one-off allocation
     return {"queries": n_queries, "popsize": popsize, "d": d, "workers": n_workers, "repeats": repeats,
             "sampling": sampling, "generation_s_median": gen,

@@ -43,7 +43,7 @@ def extract(args) -> dict:
     import torch
 
     from trinity.coordinator import Coordinator
-    from trinity.train import route_texts
+    from trinity.data import route_texts
     texts = route_texts(_prompts(args.data, args.split))
     sha = np.array([hashlib.sha256(t.encode()).hexdigest() for t in texts])
     layers = [int(x) for x in args.layers.split(",")]

@@ -18,7 +18,8 @@ from routers.typedconfig import build, checked
 from trinity.config import TrainConfig
 from trinity.config import load_config as load_trinity
 from trinity.fitness import FitnessResult
-from trinity.trainer import STATE_FILE, CMAESTrainer
+from trinity.optimizers import optimize
+from trinity.trainer import STATE_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,14 +142,14 @@ class Quadratic:
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "not a state"])
 def test_a_damaged_trainer_state_is_a_clear_error_naming_the_file(tmp_path, damage):
     cfg = TrainConfig(iterations=4, sigma0=0.3, wandb=False, seed=1)
-    CMAESTrainer(Quadratic(), cfg, out_dir=tmp_path).run(stop_after=2)
+    optimize(Quadratic(), cfg, out_dir=tmp_path, stop_after=2)
     state = tmp_path / STATE_FILE
     raw = state.read_bytes()
     import pickle
     state.write_bytes({"truncated": raw[: len(raw) // 2], "garbage": b"\x00not a pickle at all",
                        "empty": b"", "not a state": pickle.dumps([1, 2, 3])}[damage])
     with pytest.raises(CheckpointError, match=rf"{STATE_FILE}: cannot resume.*(truncated or corrupt|not a TRINITY)"):
-        CMAESTrainer(Quadratic(), cfg, out_dir=tmp_path).run(resume=True)
+        optimize(Quadratic(), cfg, out_dir=tmp_path, resume=True)
     assert issubclass(CheckpointError, BatonError)  # the CLI prints it without a traceback
 
 

@@ -23,7 +23,7 @@ def _script():
 def test_extract_then_import_into_a_fresh_cache(tmp_path, monkeypatch):
     from routers.record import embedded_dataset
     from trinity.coordinator import Coordinator
-    from trinity.train import route_texts
+    from trinity.data import route_texts
     ef = _script()
     monkeypatch.setenv("BATON_CACHE", str(tmp_path / "gpu_box"))
     assert ef.main(["extract", "--data", "embedded", "--split", "test", "--coordinator", "tiny", "--layers=-1,1",

@@ -10,7 +10,7 @@ from trinity.config import FitnessConfig, TrainConfig, apply_overrides, load_con
 from trinity.fitness import FitnessResult, SelectionObjective, normalized_entropy
 from trinity.heads import make_head
 from trinity.optimizers import optimize
-from trinity.trainer import STATE_FILE, CMAESTrainer
+from trinity.trainer import STATE_FILE
 
 
 class Shifted:
@@ -79,32 +79,48 @@ def test_shipped_configs_load():
 # -- CMA-ES --------------------------------------------------------------------------------------
 def test_sep_cmaes_reaches_optimum_of_synthetic_objective():
     obj = Shifted()
-    res = CMAESTrainer(obj, cfg(iterations=150, sigma0=0.3)).run()
+    res = optimize(obj, cfg(iterations=150, sigma0=0.3))
     assert np.abs(res.x - obj.target).max() < 1e-3
     assert res.history[-1]["best_fitness"] > -1e-5 > res.history[0]["best_fitness"]
 
 
 def test_same_seed_same_result_other_seed_differs():
-    a = CMAESTrainer(Shifted(), cfg(iterations=10)).run()
-    b = CMAESTrainer(Shifted(), cfg(iterations=10)).run()
-    c = CMAESTrainer(Shifted(), cfg(iterations=10, seed=4)).run()
+    a = optimize(Shifted(), cfg(iterations=10))
+    b = optimize(Shifted(), cfg(iterations=10))
+    c = optimize(Shifted(), cfg(iterations=10, seed=4))
     np.testing.assert_array_equal(a.x, b.x)
     assert not np.array_equal(a.x, c.x)
+
+
+def test_sep_cmaes_ask_tell_by_hand_equals_optimize():
+    """The strategy is plain ask/tell (pycma style): a loop written by hand follows optimize's path."""
+    from trinity.trainer import SepCMAES
+    obj, c = Shifted(), cfg(iterations=8)
+    opt = SepCMAES(c, obj.n_params, obj.x0())
+    while not opt.done:
+        X = opt.ask()
+        opt.tell(X, obj.evaluate(X, opt.generation, range(len(X))))
+        opt.end_generation()
+    by_hand = opt.result(selected=False)
+    res = optimize(Shifted(), c)
+    np.testing.assert_array_equal(by_hand.x, res.x)
+    assert [h["best_fitness"] for h in by_hand.history] == [h["best_fitness"] for h in res.history]
+    assert by_hand.evaluations == res.evaluations == 8 * len(X)
 
 
 def test_resume_equals_uninterrupted(tmp_path):
     F, S, C, W = routing_problem()
     make = lambda: SelectionObjective(make_head("selection", len(W), F.shape[1]), F, S, W, costs=C,  # noqa: E731
                                       repeats=4, batch_size=100, seed=3)
-    full = CMAESTrainer(make(), cfg(iterations=12), out_dir=tmp_path / "full").run()
-    part = CMAESTrainer(make(), cfg(iterations=12), out_dir=tmp_path / "cut").run(stop_after=5)
+    full = optimize(make(), cfg(iterations=12), out_dir=tmp_path / "full")
+    part = optimize(make(), cfg(iterations=12), out_dir=tmp_path / "cut", stop_after=5)
     assert len(part.history) == 5 and (tmp_path / "cut" / STATE_FILE).is_file()
     # a fresh trainer (as in a new process) picks up the saved state
-    resumed = CMAESTrainer(make(), cfg(iterations=12), out_dir=tmp_path / "cut").run(resume=True)
+    resumed = optimize(make(), cfg(iterations=12), out_dir=tmp_path / "cut", resume=True)
     np.testing.assert_array_equal(resumed.x, full.x)
     assert [h["best_fitness"] for h in resumed.history] == [h["best_fitness"] for h in full.history]
     with pytest.raises(ConfigError, match="another training config"):
-        CMAESTrainer(make(), cfg(iterations=12, sigma0=0.5), out_dir=tmp_path / "cut").run(resume=True)
+        optimize(make(), cfg(iterations=12, sigma0=0.5), out_dir=tmp_path / "cut", resume=True)
 
 
 # -- fitness ----------------------------------------------------------------------------------
@@ -160,7 +176,7 @@ def test_validation_early_stopping_returns_best_generation_mean():
     obj = Shifted()
     other = obj.target[::-1].copy()                       # held-out optimum differs from the training one
     score = lambda x: -float(((x - other) ** 2).sum())    # noqa: E731
-    res = CMAESTrainer(obj, cfg(iterations=40), validate=score).run()
+    res = optimize(obj, cfg(iterations=40), validate=score)
     vals = [h["validation"] for h in res.history]
     assert score(res.x) == pytest.approx(max(vals))
     assert int(np.argmax(vals)) < len(vals) - 1           # it stopped early: later means fit train, not validation

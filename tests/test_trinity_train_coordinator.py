@@ -52,10 +52,36 @@ def test_train_route_writes_a_checkpoint_that_loads(tiny, tmp_path):
     model = load(tmp_path / "ck", coordinator=tiny)
     assert model.workers == ["math", "words"] and model.head.n_agents == 2 and model.head.n_roles == 0
     # the restored head routes the test prompts exactly as the training run evaluated them
-    from trinity.train import route_texts
+    from trinity.data import route_texts
     choice = model.agent_logits(route_texts(ds.split("test").prompts)).argmax(1)
     S = ds.split("test").scores
     assert S[np.arange(len(choice)), choice].mean() == pytest.approx(m["test"]["accuracy"])
+
+
+def test_fixed_seed_route_run_is_deterministic_and_a_straight_line(tmp_path):
+    """The same seed gives the same trained head, history and metrics; and the run is one straight
+    line: no stage calls back into a module still on the stack, train.py is entered once, the
+    ask/tell strategies (trinity.trainer) never call the objective."""
+    import json
+
+    from conftest import load_script
+    from safetensors.numpy import load_file
+    ct = load_script("call_trace")
+    runs = []
+    for k in range(2):
+        report = ct.trace(ct.tiny_route_run(tmp_path / f"r{k}"))
+        ck = tmp_path / f"r{k}"
+        metrics = json.loads((ck / "metrics.json").read_text())
+        metrics.pop("seconds")
+        history = [{k2: v for k2, v in h.items() if k2 != "seconds"} for h in json.loads((ck / "history.json").read_text())]
+        runs.append((load_file(str(ck / "router.safetensors"))["head"], metrics, history, report))
+    (h0, m0, hist0, r0), (h1, m1, hist1, _) = runs
+    np.testing.assert_array_equal(h0, h1)
+    assert m0 == m1 and hist0 == hist1 and m0["test"]["n"] == 8 and "validation" in m0
+    assert r0["callbacks"] == 0, r0["callback_edges"]
+    assert r0["visits"]["trinity.train"] == 1
+    assert not [e for e in r0["module_edges"] if e.startswith("trinity.trainer ->")]   # strategies: ask/tell only
+    assert "trinity.optimizers -> trinity.fitness" in r0["module_edges"]              # the loop joins the two
 
 
 def test_svf_mode_trains_offsets_and_head(tiny, tmp_path):

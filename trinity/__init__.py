@@ -2,8 +2,9 @@
 linear head on its hidden state picks the next worker and role; sep-CMA-ES trains the head and
 singular-value offsets of the LM.
 
-Model side: coordinator, svf, heads, protocol, checkpoint, serving. Training side: config, fitness,
-trainer, optimizers, train, demo. `trinity.load(path, device=...)` restores a checkpoint.
+Model side: coordinator, svf, heads, protocol, checkpoint, serving. Training side, in the order
+`train.train_route` / `train.train_episode` call them: config, data, fitness (and episodes),
+optimizers (with trainer's ask/tell strategies), checkpoint; demo. `trinity.load(path, device=...)` restores a checkpoint.
 """
 
 from __future__ import annotations

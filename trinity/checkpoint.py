@@ -13,6 +13,7 @@ a head/SVF vector of the wrong length.
 API:
   save(path, *, coordinator, head, workers, protocol=None, svf=None, training=None, metrics=None,
        mean_cost=None) -> Path          # coordinator: a Coordinator (or its identity() dict)
+  save_run(out, *, metrics, history, coordinator=None, **save_kw)   # + metrics.json, history.json
   load(path, device="cpu", *, coordinator=None, pool=None, workers=None) -> TrinityModel
   trinity.load(path, device=...) is `load`; `trinity.serving.load_router` wraps it as a router.
 """
@@ -147,6 +148,25 @@ def save(path, *, coordinator, head, workers: list[str], protocol=None, svf=None
     (path / "config.json").write_text(json.dumps(cfg, indent=2))
     write_model_card(path, **card_facts(cfg))
     return path
+
+
+def is_main_process() -> bool:
+    """False on the non-main ranks of an `accelerate launch` (they evaluate, but write nothing)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def save_run(out, *, metrics: dict, history: list, coordinator=None, **router) -> None:
+    """The last stage of a training run: the router checkpoint (`save`; skipped without a
+    coordinator, as in encoder comparison runs) plus metrics.json and history.json in `out`. The
+    non-main ranks of an `accelerate launch` write nothing."""
+    if out is None or not is_main_process():
+        return
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if coordinator is not None:
+        save(out, coordinator=coordinator, metrics=metrics, **router)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    (out / "history.json").write_text(json.dumps(history, indent=1))
 
 
 def card_facts(cfg: dict) -> dict[str, Any]:

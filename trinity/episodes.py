@@ -149,6 +149,12 @@ class SVFSelectionObjective(SelectionObjective):
         self.n_params = self.n_svf + int(head.n_params)
         self._x0 = np.concatenate([np.zeros(self.n_svf), self._x0])
 
+    def argmax_accuracy(self, x: np.ndarray, texts: list[str], scores: np.ndarray) -> float:
+        """Served accuracy of `x` on held-out `texts`: one coordinator pass under x's offsets."""
+        with self.svf.applied(x[:self.n_svf]):
+            F = self.coord.features(list(texts)).numpy()
+        return self.evaluate_argmax(x[self.n_svf:], F, scores)["accuracy"]
+
     def probabilities(self, X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         rows = np.arange(len(self.texts)) if rows is None else rows
         out = []

@@ -1,5 +1,7 @@
-"""What a candidate router is worth: the fitness every optimizer maximizes, and the head-only
-objective that computes it fast on cached coordinator features.
+"""The objective stage: what a candidate router is worth. The fitness every optimizer maximizes,
+the head-only objective that computes it fast on cached coordinator features, the held-out
+accuracy that selects and reports a run's point (`HeldOutAccuracy`), and evaluation as served
+(`served_metrics`, read against the best single model and the oracle).
 
 fitness = mean terminal correctness + diversity_bonus * diversity + turn_bonus * turn_efficiency
           - cost_weight * mean dollars per query
@@ -162,6 +164,10 @@ class SelectionObjective:
                 worker_hist={w: int(round(float(c))) for w, c in zip(self.workers, usage)}))
         return out
 
+    def argmax_accuracy(self, x: np.ndarray, features: np.ndarray, scores: np.ndarray) -> float:
+        """Served (argmax) accuracy of `x` on held-out rows given by their features."""
+        return self.evaluate_argmax(x, features, scores)["accuracy"]
+
     def evaluate_argmax(self, x: np.ndarray, features: np.ndarray, scores: np.ndarray,
                         costs: np.ndarray | None = None) -> dict[str, Any]:
         """Evaluation as served: argmax worker per query on held-out rows."""
@@ -179,3 +185,30 @@ class SelectionObjective:
 def _known(x) -> float | None:
     """A dollar figure, or None where it is unknown (an unpriced model was chosen)."""
     return float(x) if np.isfinite(x) else None
+
+
+class HeldOutAccuracy:
+    """`score(x)`: served accuracy of a flat vector on fixed held-out rows (what the optimizer loop
+    selects the returned point by, and what the run reports). `inputs` are the rows' features, or
+    their texts for objectives that featurize per candidate (`trinity.episodes.SVFSelectionObjective`)."""
+
+    def __init__(self, objective, inputs, scores: np.ndarray):
+        self.objective, self.inputs, self.scores = objective, inputs, scores
+
+    def __call__(self, x: np.ndarray) -> float:
+        return float(self.objective.argmax_accuracy(x, self.inputs, self.scores))
+
+
+def reference_metrics(ds) -> dict[str, Any]:
+    """Best single model and oracle on `ds` (the yardsticks a router is read against), by the
+    evaluator's own functions and its rule for missing scores and unknown costs."""
+    from routers import metrics as M
+    best = M.best_single(ds.scores, ds.cost_matrix())
+    return {"best_single": {"model": ds.models[best["index"]], "accuracy": best["accuracy"],
+                            "cost": best["cost"]},
+            "oracle": M.oracle(ds.scores, ds.cost_matrix())["accuracy"], "n": len(ds)}
+
+
+def served_metrics(objective: SelectionObjective, x: np.ndarray, features: np.ndarray, ds) -> dict[str, Any]:
+    """Argmax routing of head vector `x` on dataset `ds` (features given), with its yardsticks."""
+    return {**objective.evaluate_argmax(x, features, ds.scores, ds.cost_matrix()), **reference_metrics(ds)}

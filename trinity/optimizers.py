@@ -1,9 +1,11 @@
-"""The optimizers compared in the paper's Table 2, on the same objective and budget, and one entry
-point, `optimize`, that picks one by `TrainConfig.optimizer`.
+"""The optimizer stage: the methods compared in the paper's Table 2, on the same objective and
+budget, behind one entry point, `optimize`, that picks one by `TrainConfig.optimizer`.
 
-- sep-cma-es: `trinity.trainer.CMAESTrainer` (the method).
-- random-search: each generation samples `popsize` candidates around the best so far with a fixed
-  step sigma0 and keeps the best (same number of fitness evaluations as CMA-ES).
+The search methods are ask/tell strategies (`trinity.trainer`) driven by one loop here, which is
+the only place that joins a strategy to the objective:
+    while not opt.done: X = opt.ask(); mean = opt.tell(X, objective fitness of X); opt.end_generation(...)
+- sep-cma-es: `trinity.trainer.SepCMAES` (the method; resumable).
+- random-search: `trinity.trainer.RandomSearch` (same number of fitness evaluations as CMA-ES).
 - reinforce: policy gradient on the head's softmax with a mean baseline, Adam; per iteration it
   samples as many episodes as one CMA-ES generation does (popsize x repeats per query).
 - sft: cross-entropy of the head on per-query best-worker labels (ties to the better mean score,
@@ -26,14 +28,14 @@ agent rows first.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from routers.errors import ConfigError
 from trinity.config import TrainConfig, default_popsize
 from trinity.fitness import Objective, SelectionObjective
-from trinity.trainer import CMAESTrainer, RunLogger, TrainResult, summarize
+from trinity.trainer import Distributed, RandomSearch, RunLogger, SepCMAES, TrainResult
 
 
 class Selector:
@@ -60,34 +62,6 @@ class Selector:
 
 def _popsize(cfg: TrainConfig, n: int) -> int:
     return int(cfg.popsize) if cfg.popsize is not None else default_popsize(n)
-
-
-def random_search(objective: Objective, cfg: TrainConfig, run_config: dict | None = None,
-                  out_dir: str | Path | None = None, x0: np.ndarray | None = None,
-                  select: Selector | None = None) -> TrainResult:
-    rng = np.random.default_rng([cfg.seed, 7])
-    P = _popsize(cfg, objective.n_params)
-    best_x, best_f = (objective.x0() if x0 is None else np.asarray(x0, np.float64)), -np.inf
-    history = []
-    log = RunLogger(cfg, cfg.iterations, 0, None if out_dir is None else Path(out_dir), run_config,
-                    "random-search", enabled=True, desc="random search")
-    try:
-        for g in range(cfg.iterations):
-            X = best_x[None] + cfg.sigma0 * rng.standard_normal((P, objective.n_params))
-            res = objective.evaluate(X, g, list(range(P)))
-            k = int(np.argmax([r.fitness for r in res]))
-            if res[k].fitness > best_f:
-                best_x, best_f = X[k].copy(), res[k].fitness
-            row = summarize(g, res, cfg.sigma0, 0.0)
-            if select is not None:
-                row["validation"] = select.offer(g, best_x)
-            history.append(row)
-            log.log(row)
-    finally:
-        log.close()
-    x = select.x if select is not None and select.x is not None else best_x
-    return TrainResult(x=x, best_x=best_x, best_fitness=float(best_f), history=history,
-                       evaluations=P * cfg.iterations)
 
 
 def _linear_dims(objective: SelectionObjective) -> tuple[int, int, int]:
@@ -184,41 +158,60 @@ def reinforce(objective: SelectionObjective, cfg: TrainConfig, x0: np.ndarray | 
 
 def optimize(objective: Objective, cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool = False,
              run_config: dict[str, Any] | None = None, name: str = "trinity", validate=None,
-             x0: np.ndarray | None = None) -> TrainResult:
+             x0: np.ndarray | None = None, stop_after: int | None = None,
+             on_generation: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train with `cfg.optimizer`; every optimizer gets the same objective, budget and selection rule.
     `validate(x) -> score` (held-out training queries) drives `Selector` by `cfg.select`; `x0`
     (default `objective.x0()`) is where every optimizer starts (a warm start, `train.init_from`).
+    `resume` continues sep-CMA-ES from `out_dir`; `stop_after` ends a search after that many
+    generations in this call (to test resume); `on_generation(row)` sees each log row.
     The returned result carries `selection` (rule, step, selection score)."""
     if x0 is not None and np.asarray(x0).size != objective.n_params:
         raise ConfigError(f"train.init_from: {np.asarray(x0).size} starting values for {objective.n_params} parameters")
-    res = _optimize(objective, cfg, out_dir, resume, run_config, name, validate, x0)
-    return res
-
-
-def _optimize(objective, cfg, out_dir, resume, run_config, name, validate, x0) -> TrainResult:
-    rule = getattr(cfg, "select", "best-validation")
-    sel = Selector(validate, rule)
-    cma_validate = sel.validate  # CMAESTrainer applies the same rule to each generation's mean
-    if cfg.optimizer == "sep-cma-es":
-        res = CMAESTrainer(objective, cfg, out_dir, run_config, name, validate=cma_validate).run(resume=resume, x0=x0)
-        res.selection = _cma_selection(res, sel)
-        return res
-    if cfg.optimizer == "random-search":
-        res = random_search(objective, cfg, run_config, out_dir, x0=x0, select=sel)
-    elif cfg.optimizer == "reinforce":
-        res = reinforce(objective, cfg, x0=x0, select=sel)
-    elif cfg.optimizer == "sft":
-        res = supervised(objective, cfg, soft=False, x0=x0, select=sel)
-    if cfg.optimizer in ("random-search", "reinforce", "sft"):
+    sel = Selector(validate, getattr(cfg, "select", "best-validation"))
+    if cfg.optimizer in ("reinforce", "sft"):   # gradient methods: one call on the objective's arrays
+        res = (reinforce(objective, cfg, x0=x0, select=sel) if cfg.optimizer == "reinforce"
+               else supervised(objective, cfg, soft=False, x0=x0, select=sel))
         res.selection = sel.summary()
         return res
-    if cfg.optimizer == "two-stage":
-        stage1 = supervised(objective, cfg, soft=True, x0=x0)
-        stage2 = CMAESTrainer(objective, cfg, out_dir, run_config, name, validate=cma_validate).run(resume=resume, x0=stage1.x)
-        stage2.selection = _cma_selection(stage2, sel)
-        stage2.history = [{"stage": "sft", **h} for h in stage1.history] + stage2.history
-        return stage2
-    raise ConfigError(f"train.optimizer: unknown optimizer {cfg.optimizer!r}")
+    if cfg.optimizer not in ("sep-cma-es", "random-search", "two-stage"):
+        raise ConfigError(f"train.optimizer: unknown optimizer {cfg.optimizer!r}")
+    stage1 = supervised(objective, cfg, soft=True, x0=x0) if cfg.optimizer == "two-stage" else None
+    start = objective.x0() if x0 is None else np.asarray(x0, dtype=np.float64)
+    start = stage1.x if stage1 is not None else start
+    dist = Distributed()
+    if cfg.optimizer == "random-search":
+        opt, log_name, log_on = RandomSearch(cfg, objective.n_params, start), "random-search", True
+    else:
+        opt = SepCMAES(cfg, objective.n_params, start, out_dir, resume=resume, is_main=dist.is_main)
+        log_name, log_on = name, dist.is_main
+    logger = RunLogger(cfg, cfg.iterations, opt.generation, None if out_dir is None else Path(out_dir), run_config,
+                       log_name, enabled=log_on, desc=opt.desc)
+    if dist.world > 1 and dist.is_main:
+        print(f"{opt.desc}: population sharded over {dist.world} processes", flush=True)
+    done_here = 0
+    try:
+        while not opt.done and (stop_after is None or done_here < stop_after):
+            X = opt.ask()
+            mine = dist.shard(len(X))            # each process scores its slice of the population
+            point = opt.tell(X, dist.gather_results(objective.evaluate(X[mine], opt.generation, mine.tolist())))
+            row = opt.end_generation(sel.offer(opt.generation, point), point)
+            logger.log(row)
+            if on_generation is not None and dist.is_main:
+                on_generation(row)
+            done_here += 1
+    finally:
+        logger.close()
+    if isinstance(opt, RandomSearch):
+        res = opt.result(selected=False)
+        res.x = sel.x if sel.x is not None else res.x
+        res.selection = sel.summary()
+        return res
+    res = opt.result(selected=sel.validate is not None)
+    res.selection = _cma_selection(res, sel)
+    if stage1 is not None:
+        res.history = [{"stage": "sft", **h} for h in stage1.history] + res.history
+    return res
 
 
 def _cma_selection(res: TrainResult, sel: Selector) -> dict:

@@ -1,17 +1,25 @@
-"""Separable CMA-ES over the flat TRINITY vector [SVF offsets; head], through pycma's ask/tell.
+"""Ask/tell search strategies over the flat TRINITY vector [SVF offsets; head], and what every
+optimizer run shares: process sharding, the per-generation log row, the progress/wandb logger.
 
-The loop is visible on purpose (pycma style):
+The strategies know nothing about objectives; `trinity.optimizers.optimize` runs the loop
+(pycma style):
 
-    es = cma.CMAEvolutionStrategy(x0, sigma0, {"CMA_diagonal": True, "popsize": P, "seed": s})
-    while generation < iterations:
-        X = es.ask()                                   # P candidates
-        results = objective.evaluate(X[my_slice], g)   # each process its slice
-        es.tell(X, [-r.fitness for r in gather(results)])
+    opt = SepCMAES(cfg, n_params, x0, out_dir, resume)    # or RandomSearch
+    while not opt.done:
+        X = opt.ask()                                      # P candidates
+        mine = dist.shard(len(X))                          # each process scores its slice
+        results = dist.gather_results(objective.evaluate(X[mine], opt.generation, mine.tolist()))
+        mean = opt.tell(X, results)                        # the point selection may score
+        opt.end_generation(validation=score(mean))         # history row, resumable state, progress
 
-Resume: after every generation the strategy (pickled by pycma's own support), numpy's global RNG
-(which pycma samples from), the generation and the history are written to `trainer_state.pkl` in
-the output directory. Between generations the strategy is always continued from its serialized
-form, so a run killed and resumed follows exactly the path of an uninterrupted one.
+- `SepCMAES`: separable CMA-ES (pycma's `CMA_diagonal`), the method. Resume: after every
+  generation the strategy (pickled by pycma's own support), numpy's global RNG (which pycma
+  samples from), the generation, the history and the best-validation point are written to
+  `trainer_state.pkl` in the output directory. Between generations the strategy is always
+  continued from its serialized form, so a run killed and resumed follows exactly the path of an
+  uninterrupted one.
+- `RandomSearch`: each generation samples `popsize` candidates around the best so far with a
+  fixed step sigma0 and keeps the best (same number of fitness evaluations as CMA-ES).
 
 Sharding: under `accelerate launch --multi_gpu --num_processes N` (also on CPU-only machines, where
 the processes talk over gloo; accelerate's `--cpu` flag alone starts a single process), every process runs the same ask/tell (same
@@ -28,20 +36,20 @@ import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from routers.errors import CheckpointError, ConfigError
-from trinity.config import TrainConfig
-from trinity.fitness import FitnessResult, Objective
+from trinity.config import TrainConfig, default_popsize
+from trinity.fitness import FitnessResult
 
 STATE_FILE = "trainer_state.pkl"
 
 
 @dataclass
 class TrainResult:
-    x: np.ndarray                   # the distribution mean at the end (the trained vector)
+    x: np.ndarray                   # the returned point (by the selection rule; see trinity.optimizers)
     best_x: np.ndarray              # best sampled candidate seen (noisy: prefer x)
     best_fitness: float
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -50,7 +58,7 @@ class TrainResult:
 
 
 class Distributed:
-    """This process's rank and world size; gather lists of results from every process."""
+    """This process's rank and world size; each process evaluates its slice of a population."""
 
     def __init__(self):
         self.state = None
@@ -75,10 +83,9 @@ class Distributed:
         from accelerate.utils import gather_object
         return gather_object(items)
 
-
-def is_main_process() -> bool:
-    """False on the non-main ranks of an `accelerate launch` (they evaluate, but write nothing)."""
-    return int(os.environ.get("RANK", "0")) == 0
+    def gather_results(self, local: list[FitnessResult]) -> list[FitnessResult]:
+        """Every process's fitness results for its `shard`, in population order."""
+        return [FitnessResult(**r) for r in self.gather([asdict(r) for r in local])]
 
 
 def summarize(generation: int, results: list[FitnessResult], sigma: float, seconds: float) -> dict[str, Any]:
@@ -136,34 +143,32 @@ def _fingerprint(cfg: TrainConfig, n_params: int) -> str:
     return hashlib.sha256(json.dumps([keys, n_params], sort_keys=True).encode()).hexdigest()[:16]
 
 
-class CMAESTrainer:
-    """sep-CMA-ES (`CMA_diagonal`) on any `Objective`; resumable; shardable with accelerate."""
+class SepCMAES:
+    """sep-CMA-ES (`CMA_diagonal`) as ask/tell; resumable from `out_dir/trainer_state.pkl`."""
 
-    def __init__(self, objective: Objective, cfg: TrainConfig, out_dir: str | Path | None = None,
-                 run_config: dict | None = None, name: str = "trinity",
-                 on_generation: Callable[[dict[str, Any]], None] | None = None,
-                 validate: Callable[[np.ndarray], float] | None = None):
-        """`validate(x) -> score` (optional): scored on the distribution mean after every generation;
-        the run then returns the best-scoring mean (early stopping on held-out queries)."""
-        self.objective, self.cfg, self.validate = objective, cfg, validate
+    desc = "sep-CMA-ES"
+
+    def __init__(self, cfg: TrainConfig, n_params: int, x0: np.ndarray, out_dir: str | Path | None = None,
+                 resume: bool = False, is_main: bool = True):
+        self.cfg, self.n_params, self.is_main = cfg, int(n_params), is_main
         self.out_dir = None if out_dir is None else Path(out_dir)
-        self.run_config, self.name, self.on_generation = run_config, name, on_generation
-        self.dist = Distributed()
+        state = self._load_state() if resume else None
+        self.state = self._fresh_state(np.asarray(x0, dtype=np.float64)) if state is None else state
+        self._es = None
 
     # -- state -------------------------------------------------------------------------------
-    def _fresh_state(self, x0: np.ndarray | None = None) -> dict[str, Any]:
+    def _fresh_state(self, x0: np.ndarray) -> dict[str, Any]:
         import cma
         opts = {"CMA_diagonal": True, "seed": int(self.cfg.seed) + 1, "verbose": -9,
                 "maxiter": 10 ** 9, "tolfun": 0, "tolx": 0, "tolfunhist": 0, "tolflatfitness": 10 ** 9,
                 "tolstagnation": 10 ** 9}
         if self.cfg.popsize is not None:
             opts["popsize"] = int(self.cfg.popsize)
-        x0 = self.objective.x0() if x0 is None else np.asarray(x0, dtype=np.float64)
         es = cma.CMAEvolutionStrategy(x0, self.cfg.sigma0, opts)  # seeds numpy's global RNG
         return {"es": pickle.dumps(es), "np_random": np.random.get_state(), "generation": 0,
                 "history": [], "best_x": x0.copy(), "best_fitness": -np.inf, "evaluations": 0,
                 "val_x": x0.copy(), "val_score": -np.inf,
-                "fingerprint": _fingerprint(self.cfg, self.objective.n_params)}
+                "fingerprint": _fingerprint(self.cfg, self.n_params)}
 
     def state_path(self) -> Path | None:
         return None if self.out_dir is None else self.out_dir / STATE_FILE
@@ -182,66 +187,105 @@ class CMAESTrainer:
                                   "a new --out directory") from None
         if not isinstance(state, dict) or not {"es", "np_random", "generation"} <= set(state):
             raise CheckpointError(f"{path}: cannot resume, not a TRINITY training state; use a new --out directory")
-        if state.get("fingerprint") != _fingerprint(self.cfg, self.objective.n_params):
+        if state.get("fingerprint") != _fingerprint(self.cfg, self.n_params):
             raise ConfigError(f"{path}: saved by a run with another training config or parameter count; "
                               "use a new --out directory or the same config to resume")
         return state
 
-    def _save_state(self, state: dict[str, Any]) -> None:
+    def _save_state(self) -> None:
         path = self.state_path()
-        if path is None or not self.dist.is_main:
+        if path is None or not self.is_main:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(state))
+        tmp.write_bytes(pickle.dumps(self.state))
         os.replace(tmp, path)
 
-    # -- loop --------------------------------------------------------------------------------
-    def run(self, resume: bool = False, x0: np.ndarray | None = None, stop_after: int | None = None) -> TrainResult:
-        """Run to `cfg.iterations` generations (from the saved state if `resume`).
-        `stop_after` ends early after that many generations in this call (used to test resume)."""
-        state = self._load_state() if resume else None
-        if state is None:
-            state = self._fresh_state(x0)
-        logger = RunLogger(self.cfg, self.cfg.iterations, state["generation"], self.out_dir, self.run_config,
-                           self.name, enabled=self.dist.is_main)
-        if self.dist.world > 1 and self.dist.is_main:
-            print(f"sep-CMA-ES: population sharded over {self.dist.world} processes", flush=True)
-        done_here = 0
-        try:
-            while state["generation"] < self.cfg.iterations:
-                if stop_after is not None and done_here >= stop_after:
-                    break
-                t0 = time.perf_counter()
-                g = state["generation"]
-                es = pickle.loads(state["es"])
-                np.random.set_state(state["np_random"])
-                X = np.asarray(es.ask(), dtype=np.float64)
-                mine = self.dist.shard(len(X))
-                local = self.objective.evaluate(X[mine], g, mine.tolist())
-                results = [FitnessResult(**r) for r in self.dist.gather([asdict(r) for r in local])]
-                es.tell(list(X), [-r.fitness for r in results])
-                best = int(np.argmax([r.fitness for r in results]))
-                if results[best].fitness > state["best_fitness"]:
-                    state["best_fitness"], state["best_x"] = results[best].fitness, X[best].copy()
-                row = summarize(g, results, es.sigma, time.perf_counter() - t0)
-                if self.validate is not None:
-                    mean = np.asarray(es.result.xfavorite, dtype=np.float64)
-                    row["validation"] = float(self.validate(mean))
-                    if row["validation"] > state["val_score"]:
-                        state["val_score"], state["val_x"] = row["validation"], mean.copy()
-                state.update(es=pickle.dumps(es), np_random=np.random.get_state(), generation=g + 1,
-                             evaluations=state["evaluations"] + len(X))
-                state["history"].append(row)
-                self._save_state(state)
-                logger.log(row)
-                if self.on_generation is not None and self.dist.is_main:
-                    self.on_generation(row)
-                done_here += 1
-        finally:
-            logger.close()
+    # -- ask / tell ----------------------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        return self.state["generation"]
+
+    @property
+    def done(self) -> bool:
+        return self.state["generation"] >= self.cfg.iterations
+
+    def ask(self) -> np.ndarray:
+        """This generation's population (the strategy continues from its serialized form)."""
+        self._t0 = time.perf_counter()
+        self._es = pickle.loads(self.state["es"])
+        np.random.set_state(self.state["np_random"])
+        return np.asarray(self._es.ask(), dtype=np.float64)
+
+    def tell(self, X: np.ndarray, results: list[FitnessResult]) -> np.ndarray:
+        """Update the strategy with the population's fitness; returns the new distribution mean."""
+        es, state = self._es, self.state
+        es.tell(list(X), [-r.fitness for r in results])
+        best = int(np.argmax([r.fitness for r in results]))
+        if results[best].fitness > state["best_fitness"]:
+            state["best_fitness"], state["best_x"] = results[best].fitness, X[best].copy()
+        self._row = summarize(state["generation"], results, es.sigma, time.perf_counter() - self._t0)
+        self._n = len(X)
+        return np.asarray(es.result.xfavorite, dtype=np.float64)
+
+    def end_generation(self, validation: float | None = None, point: np.ndarray | None = None) -> dict[str, Any]:
+        """Close the generation: the selection score of `point` (the mean `tell` returned), the
+        history row, the saved state. Returns the row."""
+        state, row = self.state, self._row
+        if validation is not None:
+            row["validation"] = float(validation)
+            if row["validation"] > state["val_score"]:
+                state["val_score"], state["val_x"] = row["validation"], np.asarray(point, np.float64).copy()
+        state.update(es=pickle.dumps(self._es), np_random=np.random.get_state(), generation=state["generation"] + 1,
+                     evaluations=state["evaluations"] + self._n)
+        state["history"].append(row)
+        self._save_state()
+        return row
+
+    def result(self, selected: bool) -> TrainResult:
+        """The run so far: the best-validation mean if `selected` (and a generation ran), else the last mean."""
+        state = self.state
         es = pickle.loads(state["es"])
-        x = state["val_x"] if self.validate is not None and state["history"] else es.result.xfavorite
+        x = state["val_x"] if selected and state["history"] else es.result.xfavorite
         return TrainResult(x=np.asarray(x, dtype=np.float64).copy(), best_x=state["best_x"],
                            best_fitness=float(state["best_fitness"]), history=state["history"],
                            evaluations=state["evaluations"])
+
+
+class RandomSearch:
+    """Best-so-far plus `sigma0` Gaussian steps, `popsize` candidates a generation, as ask/tell."""
+
+    desc = "random search"
+
+    def __init__(self, cfg: TrainConfig, n_params: int, x0: np.ndarray):
+        self.cfg, self.n_params = cfg, int(n_params)
+        self.rng = np.random.default_rng([cfg.seed, 7])
+        self.P = int(cfg.popsize) if cfg.popsize is not None else default_popsize(self.n_params)
+        self.best_x, self.best_f = np.asarray(x0, np.float64), -np.inf
+        self.generation, self.history = 0, []
+
+    @property
+    def done(self) -> bool:
+        return self.generation >= self.cfg.iterations
+
+    def ask(self) -> np.ndarray:
+        return self.best_x[None] + self.cfg.sigma0 * self.rng.standard_normal((self.P, self.n_params))
+
+    def tell(self, X: np.ndarray, results: list[FitnessResult]) -> np.ndarray:
+        """Keep the best candidate; returns the best point so far."""
+        k = int(np.argmax([r.fitness for r in results]))
+        if results[k].fitness > self.best_f:
+            self.best_x, self.best_f = X[k].copy(), results[k].fitness
+        self._row = summarize(self.generation, results, self.cfg.sigma0, 0.0)
+        return self.best_x
+
+    def end_generation(self, validation: float | None = None, point: np.ndarray | None = None) -> dict[str, Any]:
+        row = self._row
+        row["validation"] = validation       # every generation offers its point (None: no selection)
+        self.history.append(row)
+        self.generation += 1
+        return row
+
+    def result(self, selected: bool) -> TrainResult:
+        return TrainResult(x=self.best_x, best_x=self.best_x, best_fitness=float(self.best_f), history=self.history,
+                           evaluations=self.P * self.cfg.iterations)
