@@ -25,6 +25,7 @@ from routers.data.schema import RoutingDataset
 from routers.errors import ConfigError, DataError
 
 N_LAMS = 40  # quantile points of a router's curve (see lam_grid)
+GRID_MAX_ROWS = 100_000  # lam_grid reads the switch points of at most this many queries (evenly spaced)
 
 
 # -- the lam grid -----------------------------------------------------------------------------
@@ -35,8 +36,14 @@ def lam_grid(quality: np.ndarray, cost: np.ndarray, n_points: int = N_LAMS) -> n
     The grid is 0, `n_points` quantiles of those switch points (points spread over the routings,
     like RouteLLM's quantile thresholds), and 20 log-spaced values from a tenth of the smallest to
     ten times the largest (past it every query goes to its cheapest predicted model). The log part
-    also covers routers whose `route` maps lam through its own table (the cascade's thresholds)."""
+    also covers routers whose `route` maps lam through its own table (the cascade's thresholds).
+    Above `GRID_MAX_ROWS` queries the switch points are read from that many evenly spaced queries:
+    the grid only places the curve's points (each is still scored on every query), and n x m^2
+    switch points of a million queries would cost more than the whole evaluation."""
     q, c = np.asarray(quality, float), np.asarray(cost, float)
+    if len(q) > GRID_MAX_ROWS:
+        rows = np.linspace(0, len(q) - 1, GRID_MAX_ROWS).round().astype(np.intp)
+        q, c = q[rows], c[rows]
     found = []
     step = max(1, 2_000_000 // max(q.shape[1] ** 2, 1))
     for s in range(0, len(q), step):
@@ -160,7 +167,6 @@ def evaluate(routers: dict[str, Any], train: RoutingDataset, test: RoutingDatase
             curve_pts = curve.points()
         per_query[name] = (sc, co)
         points[name] = curve_pts
-        ci = M.bootstrap_ci(np.column_stack([sc, co]), n_boot=n_boot, seed=seed)
         acc = float(sc.mean())
         ok_x = weak is not None and np.isfinite(x).all()
         out_routers[name] = {
@@ -169,8 +175,7 @@ def evaluate(routers: dict[str, Any], train: RoutingDataset, test: RoutingDatase
             "cpt50": M.cpt(x, curve_pts[:, 1], single_acc[weak], best["accuracy"], 0.5) if ok_x else None,
             "cpt80": M.cpt(x, curve_pts[:, 1], single_acc[weak], best["accuracy"], 0.8) if ok_x else None,
             "gap_closed": M.gap_closed(acc, best["accuracy"], oracle["accuracy"]),
-            "accuracy_ci": ci[0].tolist(), "cost_ci": ci[1].tolist(),
-            "p_vs_best_single": M.paired_bootstrap_p(sc, best_q, n_boot=n_boot, seed=seed),
+            "accuracy_ci": None, "cost_ci": None, "p_vs_best_single": None,  # one bootstrap pass, below
             **row,
         }
 
@@ -187,15 +192,21 @@ def evaluate(routers: dict[str, Any], train: RoutingDataset, test: RoutingDatase
             out_routers[name]["aiq"] = M.aiq(p, max_cost=max_cost)
     baselines = [n for n, r in routers.items() if not _is_episodic(r) and not getattr(r, "from_checkpoint", False)
                  and not hasattr(r, "fit_oracle")]
+    columns: dict = {"best single": best_q}
+    pairs: dict = {}
     for name, r in out_routers.items():
+        columns[name, "score"], columns[name, "cost"] = per_query[name]
+        pairs[name, "single"] = ((name, "score"), "best single")
         rivals = [b for b in baselines if b != name]
+        r["best_baseline"] = max(rivals, key=lambda k: out_routers[k]["accuracy"]) if rivals else None
         if rivals:
-            b = max(rivals, key=lambda k: out_routers[k]["accuracy"])
-            r["best_baseline"] = b
-            r["p_vs_best_baseline"] = M.paired_bootstrap_p(per_query[name][0], per_query[b][0],
-                                                           n_boot=n_boot, seed=seed)
-        else:
-            r["best_baseline"] = r["p_vs_best_baseline"] = None
+            pairs[name, "baseline"] = ((name, "score"), (r["best_baseline"], "score"))
+    # every interval and p-value from the same resamples, in one pass where n is large (M.bootstrap_table)
+    cis, ps = M.bootstrap_table(columns, pairs, n_boot=n_boot, seed=seed)
+    for name, r in out_routers.items():
+        r["accuracy_ci"], r["cost_ci"] = cis[name, "score"], cis[name, "cost"]
+        r["p_vs_best_single"] = ps[name, "single"]
+        r["p_vs_best_baseline"] = ps.get((name, "baseline"))
 
     return _jsonable({
         "dataset": test.name, "n_train": len(train), "n_test": len(test), "models": models,
@@ -210,7 +221,7 @@ def evaluate(routers: dict[str, Any], train: RoutingDataset, test: RoutingDatase
         "test_rule": test.meta.get("test_rule"),
         "routers": out_routers,
         "per_query": {"ids": list(test.ids),
-                      **{n: {"score": sc.tolist(), "cost": co.tolist()} for n, (sc, co) in per_query.items()}},
+                      **{n: {"score": sc, "cost": co} for n, (sc, co) in per_query.items()}},
     })
 
 
@@ -250,8 +261,12 @@ def _score_recorded(name, router, train, test, validation, S, C, prompts, cats, 
     grid = lam_grid(q, c) if lams is None else np.unique(np.r_[0.0, np.asarray(lams, float)])
     to_router = np.zeros(len(models), dtype=int)
     to_router[cols] = np.arange(len(cols))
-    curve = M.sweep(lambda lam: cols[router.route(prompts, lam, cats, quality=q, cost=c)], grid, S, C,
-                    paid=lambda ch: _realized_cost(router, to_router[ch], C[:, cols]))
+    C_router = C[:, cols]
+    at_grid = router.route_grid(grid, q, c) if hasattr(router, "route_grid") else None  # all lams, one pass
+    lam_row = {float(l): i for i, l in enumerate(grid)}
+    route = (lambda lam: cols[router.route(prompts, lam, cats, quality=q, cost=c)]) if at_grid is None else \
+        (lambda lam: cols[at_grid[lam_row[lam]]])
+    curve = M.sweep(route, grid, S, C, paid=lambda ch: _realized_cost(router, to_router[ch], C_router))
     head = int(np.flatnonzero(curve.lam == 0)[0])
     choice0 = curve.choices[head]
     sc, _, missing = M.chosen(S, C, choice0)
@@ -277,6 +292,13 @@ def _jsonable(x: Any) -> Any:
     """Plain Python for json.dumps: numpy scalars/arrays converted, NaN/inf as None (strict JSON)."""
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, np.ndarray) and x.dtype.kind in "fiub":  # per-query columns: one pass, not a call per value
+        out = x.tolist()
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            out = [v if math.isfinite(v) else None for v in out] if x.ndim == 1 else _jsonable(out)
+        return out
+    if isinstance(x, (list, tuple)) and all(type(v) is str for v in x):
+        return list(x)
     if isinstance(x, (list, tuple, np.ndarray)):
         return [_jsonable(v) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
     if isinstance(x, (np.integer,)):
@@ -284,6 +306,14 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, (float, np.floating)):
         return float(x) if math.isfinite(x) else None
     return x
+
+
+def dump_json(result: dict) -> str:
+    """`evaluate`'s result as JSON, indented, with each per-query list on one line: json's C encoder
+    writes those (millions of numbers at scale); the indented encoder is pure Python."""
+    mark = "\x00per_query"
+    text = json.dumps({**result, "per_query": mark}, indent=1)
+    return text.replace(json.dumps(mark), json.dumps(result.get("per_query")), 1)
 
 
 # -- baton eval ------------------------------------------------------------------------------
@@ -441,7 +471,7 @@ def split_for_eval(data: RoutingDataset, source: RoutingDataset | None, *, data_
                         file=train_spec or data_spec)
     if len(train) and train.models != test.models:
         train, validation = train.select_models(test.models), validation.select_models(test.models)
-    leaked = overlapping(list(train.prompts) + list(validation.prompts), test.prompts)
+    leaked = sorted(set(overlapping(train.prompts, test.prompts)) | set(overlapping(validation.prompts, test.prompts)))
     if leaked:
         msg = (f"{len(leaked)} of {len(test)} test prompts also appear in the training data (normalized text), "
                f"e.g. row {leaked[0]}: {str(test.prompts[leaked[0]])[:80]!r}")
@@ -493,7 +523,7 @@ def cli_eval(args) -> int:
             asyncio.run(pool.aclose())
     print_table(result)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        Path(args.json).write_text(dump_json(result))
         print(f"metrics -> {args.json}")
     if args.plot:
         from routers.plots import plot_cost_quality

@@ -18,7 +18,7 @@ Peers, for the exact definitions cited below: RouterBench (withmartian/routerben
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Hashable, Iterable
 
 import numpy as np
 
@@ -155,19 +155,19 @@ def sweep(route: Callable[[float], np.ndarray], lams: Iterable[float], scores, c
     s, c = _matrices(scores, costs)
     n, m = s.shape
     lams = np.asarray(list(lams), dtype=np.float64)
-    choices = np.stack([_choice(route(float(l)), n, m) for l in lams]) if len(lams) else \
-        np.zeros((0, n), dtype=int)
     rows = np.arange(n)
     s0 = score_chosen(s)[0]
-    if paid is None:
-        spent = c[rows, choices]
-    else:
-        spent = np.stack([np.asarray(paid(ch), float) for ch in choices]) \
-            if len(lams) else np.zeros((0, n))
-        if spent.shape != choices.shape:
-            raise ValueError(f"paid() returned shape {spent.shape[1:]}, expected ({n},)")
-    return Curve(lam=lams, cost=spent.mean(axis=1), accuracy=s0[rows, choices].mean(axis=1),
-                 choices=choices, paid=spent)
+    # filled lam by lam: no (lams x n) temporaries beyond the two arrays the curve keeps
+    choices = np.empty((len(lams), n), dtype=np.int32 if m < 2 ** 31 else np.intp)
+    spent, accuracy = np.empty((len(lams), n)), np.empty(len(lams))
+    for i, lam in enumerate(lams):
+        choices[i] = ch = _choice(route(float(lam)), n, m)
+        got = c[rows, ch] if paid is None else np.asarray(paid(ch), float)
+        if got.shape != (n,):
+            raise ValueError(f"paid() returned shape {got.shape}, expected ({n},)")
+        spent[i] = got
+        accuracy[i] = s0[rows, ch].mean() if n else np.nan
+    return Curve(lam=lams, cost=spent.mean(axis=1), accuracy=accuracy, choices=choices, paid=spent)
 
 
 def nondecreasing_convex_hull(points) -> np.ndarray:
@@ -268,33 +268,66 @@ def cpt(call_share, accuracy, weak_acc: float, strong_acc: float, frac: float) -
 
 
 # -- bootstrap --------------------------------------------------------------------------------
-def bootstrap_means(values, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+# Up to this many gathered cells (n_boot x n) the resample means are computed by gathering the
+# resampled values (the original method, bit for bit); above it, from per-resample counts (below).
+GATHER_MAX_CELLS = 50_000_000
+
+
+def bootstrap_means(values, n_boot: int = 1000, seed: int = 0, method: str = "auto") -> np.ndarray:
     """(n_boot, k) means of `values` (n,) or (n, k) over query resamples with replacement.
 
     The resample indices depend only on (n, n_boot, seed), so calls with the same seed on the same
     queries are paired: the accuracy CI, the cost CI and the p-value of one evaluation all use the
-    same resamples. Vectorized in chunks of ~1M gathered cells."""
+    same resamples. Pass every column at once (`evaluate` does): the resampling is the cost, the
+    columns nearly free.
+
+    Two ways to the same resample means, both with memory bounded by ~1M cells per chunk whatever n:
+    - "gather" (n_boot x n <= GATHER_MAX_CELLS under "auto"): mean of values[indices] per resample.
+    - "counts" (larger): each resample's indices -> how often each query was drawn (bincount), and
+      the means are counts @ values / n, one matrix product for all k columns; the gather's
+      n_boot x n x k random reads become n_boot x n counter increments. The same indices, so the
+      same statistic; only the order of floating-point summation differs (~1e-15 relative; exactly
+      equal for 0/1 scores)."""
     v = np.asarray(values, dtype=np.float64)
     v = v[:, None] if v.ndim == 1 else v
     n, k = v.shape
     if n == 0:
         raise ValueError("cannot bootstrap an empty set of queries")
+    if method == "auto":
+        method = "gather" if n_boot * n <= GATHER_MAX_CELLS else "counts"
+    if method not in ("gather", "counts"):
+        raise ValueError(f"method must be 'auto', 'gather' or 'counts', got {method!r}")
     rng = np.random.default_rng(seed)
     out = np.empty((n_boot, k))
-    chunk = max(1, 1_000_000 // (n * k))
+    chunk = max(1, 1_000_000 // (n * k if method == "gather" else n))
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
-        idx = rng.integers(0, n, size=(b, n))
-        out[start:start + b] = v[idx].mean(axis=1)
+        idx = rng.integers(0, n, size=(b, n))  # chunking does not change the stream: same indices either way
+        if method == "gather":
+            out[start:start + b] = v[idx].mean(axis=1)
+        else:
+            idx += (np.arange(b) * n)[:, None]
+            counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
+            out[start:start + b] = (counts @ v) / n
     return out
+
+
+def _percentile_ci(means: np.ndarray, level: float) -> np.ndarray:
+    """(k, 2) percentile interval per column of bootstrap means (n_boot, k)."""
+    a = (1 - level) / 2
+    return np.quantile(means, [a, 1 - a], axis=0).T
+
+
+def _two_sided_p(means: np.ndarray) -> float:
+    """p of a paired bootstrap from the resample means of the per-query differences (see
+    `paired_bootstrap_p`)."""
+    return float(min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean())))
 
 
 def bootstrap_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> np.ndarray:
     """Percentile bootstrap interval of the mean: (2,) for (n,) values, (k, 2) for (n, k)."""
     v = np.asarray(values, dtype=np.float64)
-    means = bootstrap_means(v, n_boot, seed)
-    a = (1 - level) / 2
-    ci = np.quantile(means, [a, 1 - a], axis=0).T
+    ci = _percentile_ci(bootstrap_means(v, n_boot, seed), level)
     return ci[0] if v.ndim == 1 else ci
 
 
@@ -306,5 +339,28 @@ def paired_bootstrap_p(a, b, n_boot: int = 1000, seed: int = 0) -> float:
     percentile bootstrap interval of the mean difference excludes 0. p = 1 for identical routers,
     p = 0 means below 1/n_boot."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    means = bootstrap_means(d, n_boot, seed)[:, 0]
-    return float(min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean())))
+    return _two_sided_p(bootstrap_means(d, n_boot, seed)[:, 0])
+
+
+def bootstrap_table(columns: dict[Hashable, np.ndarray], pairs: dict[Hashable, tuple[Hashable, Hashable]],
+                    n_boot: int = 1000, seed: int = 0, level: float = 0.95
+                    ) -> tuple[dict[Hashable, list[float]], dict[Hashable, float]]:
+    """Every interval and paired p-value of one evaluation from ONE pass of resamples.
+
+    `columns` name -> per-query values (n,): the percentile interval of each mean. `pairs`
+    name -> (a, b) column names: the paired p-value of mean(a) != mean(b). Same resamples (same
+    seed), same statistics as `bootstrap_ci` / `paired_bootstrap_p` call by call. Where the "counts"
+    method applies (large n) the n x n_boot resampling is done once for all columns instead of once per
+    router and comparison; below that, call by call as before, so results there are bit for bit those
+    of `bootstrap_ci` on the (n, k) columns and `paired_bootstrap_p` per pair."""
+    names = list(columns)
+    values = np.column_stack([np.asarray(columns[c], np.float64) for c in names])
+    diffs = [values[:, names.index(a)] - values[:, names.index(b)] for a, b in pairs.values()]
+    if n_boot * len(values) > GATHER_MAX_CELLS:
+        means = bootstrap_means(np.column_stack([values] + [d[:, None] for d in diffs]), n_boot, seed)
+        ci_means, d_means = means[:, :len(names)], [means[:, len(names) + i] for i in range(len(diffs))]
+    else:
+        ci_means = bootstrap_means(values, n_boot, seed)
+        d_means = [bootstrap_means(d, n_boot, seed)[:, 0] for d in diffs]
+    ci = _percentile_ci(ci_means, level)
+    return {c: ci[i].tolist() for i, c in enumerate(names)}, {p: _two_sided_p(m) for p, m in zip(pairs, d_means)}

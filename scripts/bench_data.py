@@ -1,4 +1,4 @@
-"""Benchmark routing-data loading: time and peak memory per format at 10k / 100k / 1M queries x 20 models.
+"""Benchmark routing data at scale: loading per format, and `baton eval`, at 10k / 100k / 1M queries x 20 models.
 
 Each file is loaded in its own process (so peak RSS is its loads' alone): the child imports baton, notes
 its RSS, calls `load_dataset` --repeats times (touching every score and cost: mapped pages count once
@@ -6,10 +6,17 @@ read), and reports the least wall and CPU time and the peak RSS above that basel
 score+cost arrays (n x m x 8 bytes each), the issue's yardstick (<= 2x); speed as rows/s (>= 200,000
 for the Arrow file at 1M). The other formats make a Python object per cell (JSON, CSV, and the long
 parquet with one row per query x model); at 1M rows they take minutes and gigabytes on this 2-core
-machine, so by default they stop at --max-cell-rows (said in the output). Writes JSON (default results/bench_data.json).
+machine, so by default they stop at --max-cell-rows (said in the output).
 
-    python scripts/bench_data.py                       # 10k, 100k, 1M; per-cell formats to 100k
-    python scripts/bench_data.py --sizes 10000,100000 --formats native_arrow,scores_json
+Then `baton eval` with the baselines that need no text encoder (--eval-routers: random, best-single,
+oracle) on an Arrow file of each --eval-sizes (costs all known, so AIQ/APGR are computed; a third of
+the rows is the test split), in its own process: wall time of the whole command (load, overlap check,
+fit, lam sweep, one bootstrap pass of 1000 resamples, JSON written) and its peak RSS, with the growth
+ratios between sizes. Writes JSON (default results/bench_data.json; the eval part under "eval").
+
+    python scripts/bench_data.py                       # 10k, 100k, 1M; per-cell formats to 100k; eval at each
+    python scripts/bench_data.py --sizes 10000,100000 --formats native_arrow,scores_json --eval-sizes ""
+    python scripts/bench_data.py --formats "" --eval-sizes 10000,100000,1000000   # eval only
 """
 
 from __future__ import annotations
@@ -36,15 +43,15 @@ SUFFIX = {"native_arrow": ".arrow", "native_parquet": ".parquet", "native_jsonl"
           "scores_json": ".json", "routerbench_csv": ".csv", "routellm_csv": ".csv"}
 
 
-def synthetic(n: int, m: int, seed: int = 0):
-    """n queries x m models: 0/1 scores with 2% missing, costs with 1% unknown, ~70-char prompts."""
+def synthetic(n: int, m: int, seed: int = 0, unknown_cost: float = 0.01):
+    """n queries x m models: 0/1 scores with 2% missing, costs with `unknown_cost` unknown, ~70-char prompts."""
     from routers.data import RoutingDataset
 
     rng = np.random.default_rng(seed)
     scores = (rng.random((n, m)) < 0.6).astype(np.float64)
     scores[rng.random((n, m)) < 0.02] = np.nan
     costs = rng.random((n, m)) * 1e-3
-    costs[rng.random((n, m)) < 0.01] = np.nan
+    costs[rng.random((n, m)) < unknown_cost] = np.nan
     perm = rng.permutation(n)
     return RoutingDataset(
         ids=[f"task{i % 40}.{p}" for i, p in enumerate(perm)],
@@ -132,6 +139,61 @@ def measure(path: Path, repeats: int = 1) -> dict:
     return r
 
 
+EVAL_CHILD = r"""
+import json, sys, time
+
+
+def peak_rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+import numpy as np, psutil
+import pandas, pyarrow, pyarrow.compute, rich, tqdm  # fixed import costs, not the evaluation's
+from routers import evaluate, metrics
+from routers.baselines import simple
+from routers.cli import main
+base = psutil.Process().memory_info().rss
+t, c = time.perf_counter(), time.process_time()
+rc = main(["eval", "--data", sys.argv[1], "--routers", sys.argv[2], "--json", sys.argv[3]])
+wall, cpu = time.perf_counter() - t, time.process_time() - c
+out = json.load(open(sys.argv[3]))
+print(json.dumps({"rc": rc, "eval_s": wall, "cpu_s": cpu, "peak_mb": (peak_rss() - base) / 1e6,
+                  "n_test": out["n_test"], "aiq": {k: r["aiq"] for k, r in out["routers"].items()}}))
+"""
+
+
+def measure_eval(path: Path, routers: str, rows: int) -> dict:
+    """`baton eval` on `path` in a child process: its wall and CPU time and peak RSS above the baseline."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="offline", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", EVAL_CHILD, str(path), routers, str(path.with_suffix(".json"))],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=3600)
+    if out.returncode:
+        raise RuntimeError(f"baton eval on {path} failed:\n{out.stderr[-2000:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    if r["rc"]:
+        raise RuntimeError(f"baton eval on {path} exited {r['rc']}:\n{out.stderr[-2000:]}")
+    return {"rows": rows, **r, "test_rows_per_s": r["n_test"] / r["eval_s"]}
+
+
+def bench_eval(sizes: list[int], m: int, routers: str, tmp: Path) -> dict:
+    """`baton eval` at each size and the growth ratios between consecutive sizes."""
+    rows = []
+    for n in sizes:
+        path = tmp / f"eval_{n}.arrow"
+        write("native_arrow", synthetic(n, m, unknown_cost=0.0), path)
+        r = measure_eval(path, routers, n)
+        rows.append(r)
+        print(f"eval {routers} {n:>9,} rows ({r['n_test']:,} test): {r['eval_s']:7.1f} s (cpu {r['cpu_s']:6.1f} s)  "
+              f"peak {r['peak_mb']:7.0f} MB", flush=True)
+        path.unlink()
+        path.with_suffix(".json").unlink(missing_ok=True)
+    growth = [{"rows": f"{a['rows']}->{b['rows']}", "rows_ratio": b["rows"] / a["rows"],
+               "time_ratio": b["eval_s"] / a["eval_s"], "cpu_ratio": b["cpu_s"] / a["cpu_s"],
+               "peak_ratio": b["peak_mb"] / max(a["peak_mb"], 1e-9)} for a, b in zip(rows, rows[1:])]
+    return {"routers": routers.split(","), "n_boot": 1000, "results": rows, "growth": growth}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
@@ -142,9 +204,14 @@ def main(argv=None) -> int:
                          "larger sizes are skipped and said so")
     ap.add_argument("--repeats", type=int, default=3,
                     help="loads per file, least time reported (1 for the per-cell formats above 100k rows)")
+    ap.add_argument("--eval-sizes", default="10000,100000,1000000",
+                    help="rows of the files `baton eval` runs on ('' for none)")
+    ap.add_argument("--eval-routers", default="random,best-single,oracle",
+                    help="the routers evaluated (default: every baseline that needs no text encoder)")
     ap.add_argument("--out", default=str(REPO / "results" / "bench_data.json"))
     args = ap.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    eval_sizes = [int(s) for s in args.eval_sizes.split(",") if s]
     formats = [f for f in args.formats.split(",") if f]
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -171,6 +238,7 @@ def main(argv=None) -> int:
                       flush=True)
                 path.unlink()
             del ds
+        evals = bench_eval(eval_sizes, args.models, args.eval_routers, Path(tmp)) if eval_sizes else None
     growth = {}
     for fmt in formats:
         got = sorted((r["rows"], r["load_s"], r["peak_mb"], r["cpu_s"]) for r in rows if r["format"] == fmt)
@@ -178,13 +246,16 @@ def main(argv=None) -> int:
                         "cpu_ratio": b[3] / a[3], "peak_ratio": b[2] / max(a[2], 1e-9)} for a, b in zip(got, got[1:])]
     result = {"benchmark": "bench_data", "python": platform.python_version(), "cpus": os.cpu_count(),
               "models": args.models, "sizes": sizes, "results": rows, "growth": growth, "skipped": skipped,
-              "targets": {"arrow_rows_per_s_at_1M": 200_000, "peak_over_dense_max": 2.0}}
+              "targets": {"arrow_rows_per_s_at_1M": 200_000, "peak_over_dense_max": 2.0}, "eval": evals}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for fmt, g in growth.items():
         for x in g:
             print(f"growth {fmt:16s} {x['rows']:>16s}: rows x{x['rows_ratio']:.0f}, time x{x['time_ratio']:.1f} "
                   f"(cpu x{x['cpu_ratio']:.1f}), peak memory x{x['peak_ratio']:.1f}")
+    for x in (evals or {}).get("growth", []):
+        print(f"growth eval {x['rows']:>16s}: rows x{x['rows_ratio']:.0f}, time x{x['time_ratio']:.1f} "
+              f"(cpu x{x['cpu_ratio']:.1f}), peak memory x{x['peak_ratio']:.1f}")
     for s in skipped:
         print(f"skipped {s['format']} at {s['rows']:,} rows: {s['why']}")
     print(f"wrote {args.out}")

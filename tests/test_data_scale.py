@@ -239,3 +239,20 @@ def test_parquet_vectorized_errors_name_row_and_column(tmp_path, change, match, 
     with pytest.raises(DataError, match=match) as e:
         load_dataset(str(f))
     assert (e.value.file, e.value.row, e.value.column) == (str(f), *where)
+
+
+def test_bench_data_times_baton_eval_at_each_size(tmp_path):
+    """scripts/bench_data.py's eval part: `baton eval` with the encoder-free baselines per size, in its own
+    process, with wall/CPU time, peak memory and the growth ratios between sizes (tiny sizes here)."""
+    from tests.conftest import load_script
+
+    bench = load_script("bench_data")
+    out = tmp_path / "b.json"
+    assert bench.main(["--formats", "", "--sizes", "", "--eval-sizes", "600,1200", "--models", "4",
+                       "--out", str(out)]) == 0
+    ev = json.loads(out.read_text())["eval"]
+    assert ev["routers"] == ["random", "best-single", "oracle"] and [r["rows"] for r in ev["results"]] == [600, 1200]
+    for r in ev["results"]:
+        assert r["rc"] == 0 and r["n_test"] == r["rows"] // 3 and r["eval_s"] > 0 and r["peak_mb"] > 0
+        assert all(v is not None for v in r["aiq"].values())       # costs all known: every curve has an area
+    assert ev["growth"][0]["rows_ratio"] == 2 and ev["growth"][0]["time_ratio"] > 0

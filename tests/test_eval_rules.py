@@ -80,3 +80,27 @@ def test_bad_flags_fail_before_evaluating(tmp_path, capsys):
     blocker.write_text("x")
     assert baton(["eval", "--data", "embedded", "--routers", "random", "--json", str(blocker / "out.json")]) == 2
     assert "--json" in capsys.readouterr().err
+
+
+def test_overlap_check_vectorized_matches_the_python_rule():
+    """The Arrow path normalizes exactly as `normalize_prompt` (NFKC, casefold, whitespace), on ASCII
+    and non-ASCII text, on lists and on Arrow-backed columns; lone surrogates take the Python path."""
+    import random
+    import string
+
+    import pyarrow as pa
+
+    from routers.data.arrow import TextColumn
+    from routers.data.overlap import normalize_prompt, normalized_prompts, overlapping
+
+    rnd = random.Random(0)
+    chars = string.printable + "\x1c\x1f\x85ÄßẞﬁＡ\u00a0\u2028\u3000ǅİ"
+    texts = ["".join(rnd.choice(chars) for _ in range(rnd.randint(0, 12))) for _ in range(5000)]
+    assert normalized_prompts(texts).to_pylist() == [normalize_prompt(t) for t in texts]
+    assert normalized_prompts(TextColumn(pa.array(texts + [None]))).to_pylist()[-1] == normalize_prompt(None)
+    train = ["What is  2+2?", "STRASSE", "ﬁve", None]
+    test = ["what is 2+2?", "straße", "five", "None", "other", "\tWHAT IS 2+2?\n"]
+    assert overlapping(train, test) == [0, 1, 2, 3, 5]
+    assert overlapping(TextColumn(pa.array(train)), TextColumn(pa.array(test))) == [0, 1, 2, 3, 5]
+    assert overlapping(train + ["cut \ud83d"], test + ["CUT \ud83d "]) == [0, 1, 2, 3, 5, 6]
+    assert overlapping(train, []) == [] and overlapping([], test) == []

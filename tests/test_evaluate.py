@@ -274,3 +274,29 @@ def test_a_cost_blind_router_is_flagged_not_passed_off_as_a_curve(capsys):
     assert len(blind["curve"]) == 1 and "one point" in blind["note"]
     assert "note" not in res["routers"]["plain"] and len(res["routers"]["plain"]["curve"]) > 1
     assert "router 'blind' predicts the same cost for every model" in capsys.readouterr().err
+
+
+def test_large_test_sets_keep_the_same_results_and_json(monkeypatch):
+    """The paths taken at scale (a sampled lam grid, counts bootstrap, per-query columns written by the
+    C encoder) give what the exact paths give, here forced on a small set."""
+    import routers.evaluate as E
+    from routers.evaluate import dump_json
+
+    ds = synthetic(n=600)
+    train, test = ds.split("train"), ds.split("test")
+    exact = evaluate({"c": CategoryRouter(), "k": ConstantRouter()}, train, test, n_boot=200, progress=False)
+    assert json.loads(dump_json(exact)) == json.loads(json.dumps(exact))      # same document, faster to write
+    monkeypatch.setattr(M, "GATHER_MAX_CELLS", 0)
+    fast = evaluate({"c": CategoryRouter(), "k": ConstantRouter()}, train, test, n_boot=200, progress=False)
+    for name in ("c", "k"):
+        a, b = exact["routers"][name], fast["routers"][name]
+        assert a["p_vs_best_single"] == b["p_vs_best_single"] and a["p_vs_best_baseline"] == b["p_vs_best_baseline"]
+        assert np.allclose(a["accuracy_ci"], b["accuracy_ci"], rtol=1e-12)
+        assert np.allclose(a["cost_ci"], b["cost_ci"], rtol=1e-12)
+    # above GRID_MAX_ROWS queries the grid is the one of evenly spaced queries, first and last included
+    q, c = np.random.default_rng(0).random((500, 4)), np.random.default_rng(1).random((500, 4))
+    rows = np.linspace(0, 499, 50).round().astype(int)
+    want = lam_grid(q[rows], c[rows])
+    monkeypatch.setattr(E, "GRID_MAX_ROWS", 50)
+    assert np.array_equal(lam_grid(q, c), want) and rows[0] == 0 and rows[-1] == 499
+    assert not np.array_equal(want, lam_grid(q[:50], c[:50]))

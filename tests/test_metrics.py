@@ -181,3 +181,53 @@ def test_share_and_sweep_shapes():
     # a router that pays $1 per query whatever it picks
     curve = M.sweep(lambda lam: np.array([0, 1]), [0], scores, None, paid=lambda ch: np.ones(2))
     assert curve.cost.tolist() == [1.0] and curve.paid.tolist() == [[1.0, 1.0]]
+
+
+def test_bootstrap_counts_method_is_the_gather_bootstrap():
+    """Large n switches to per-resample counts (one matrix product for all columns): the same resamples,
+    so the same means as gathering them, to rounding, on a mid-size case forced through both."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    v = np.column_stack([(rng.random(n) < 0.6).astype(float), rng.random(n) * 1e-3, rng.random(n)])
+    gather = M.bootstrap_means(v, n_boot=400, seed=7, method="gather")
+    counts = M.bootstrap_means(v, n_boot=400, seed=7, method="counts")
+    assert np.array_equal(gather[:, 0], counts[:, 0])           # 0/1 scores: sums are exact either way
+    assert np.allclose(gather, counts, rtol=1e-12, atol=0)
+    assert not np.allclose(gather, M.bootstrap_means(v, n_boot=400, seed=8, method="counts"))  # seeded
+    with pytest.raises(ValueError, match="method"):
+        M.bootstrap_means(v, method="poisson")
+
+
+def test_bootstrap_table_is_bootstrap_ci_and_paired_p_in_one_pass(monkeypatch):
+    rng = np.random.default_rng(5)
+    n = 2000
+    a, b = (rng.random(n) < 0.7).astype(float), (rng.random(n) < 0.6).astype(float)
+    cost = rng.random(n)
+    cols = {"a": a, "b": b, ("a", "cost"): cost}
+    pairs = {"a-b": ("a", "b"), "b-a": ("b", "a"), "a-a": ("a", "a")}
+    exact = M.bootstrap_table(cols, pairs, n_boot=300, seed=1)    # n x n_boot small: call by call, bit for bit
+    ci = M.bootstrap_ci(np.column_stack([a, b, cost]), n_boot=300, seed=1)
+    assert exact[0]["a"] == ci[0].tolist() and exact[0][("a", "cost")] == ci[2].tolist()
+    assert exact[1]["a-b"] == M.paired_bootstrap_p(a, b, n_boot=300, seed=1) and exact[1]["a-a"] == 1.0
+    monkeypatch.setattr(M, "GATHER_MAX_CELLS", 0)                  # force the one-pass counts method
+    fast = M.bootstrap_table(cols, pairs, n_boot=300, seed=1)
+    for k in cols:
+        assert np.allclose(fast[0][k], exact[0][k], rtol=1e-12)
+    assert fast[1] == exact[1] and fast[1]["a-b"] < 0.01
+
+
+def test_route_grid_is_route_at_every_lam():
+    from routers.baselines.simple import BestSingleRouter, RandomRouter
+
+    rng = np.random.default_rng(6)
+    q, c = rng.random((3000, 7)), rng.random((3000, 7)) * 1e-3
+    q[:, 2], c[:, 2] = q[:, 4], c[:, 4]                          # exact ties: same tiebreak as route
+    lams = np.r_[0.0, np.geomspace(1e-2, 1e4, 30)]
+    r = RandomRouter(models=list("abcdefg"))
+    want = np.stack([r.route(["x"] * len(q), lam, quality=q, cost=c) for lam in lams])
+    assert np.array_equal(r.route_grid(lams, q, c, block=128), want)
+    same = np.tile(q[0], (50, 1)), np.tile(c[0], (50, 1))         # one prediction for all rows
+    assert np.array_equal(BestSingleRouter().route_grid(lams, *same),
+                          np.stack([r.route(["x"] * 50, lam, quality=same[0], cost=same[1]) for lam in lams]))
+    from routers.baselines.cascade import CascadeRouter
+    assert CascadeRouter().route_grid(lams, q, c) is None        # its own route (a threshold table): per lam

@@ -71,6 +71,25 @@ class Router(HubMixin, abc.ABC):
         util = q - lam * c - 1e-9 * c  # tiny cost tiebreak
         return np.argmax(util, axis=1)
 
+    def route_grid(self, lams, quality: np.ndarray, cost: np.ndarray, block: int = 1024) -> np.ndarray | None:
+        """(len(lams), n) choices of `route` at every lam, for a lam sweep; None for a router whose
+        `route` is its own (a cascade's threshold table): the caller then calls `route` per lam.
+
+        Element for element the same floating-point operations as `route` (so the same choices),
+        over blocks of rows with all lams at once: one pass over the predictions, not one per lam."""
+        if type(self).route is not Router.route:
+            return None
+        lams = np.asarray(lams, dtype=np.float64)
+        q, c = np.asarray(quality, np.float64), np.asarray(cost, np.float64)
+        if len(q) > 1 and (q == q[0]).all() and (c == c[0]).all():  # one prediction for all (best-single)
+            return np.repeat(self.route_grid(lams, q[:1], c[:1]), len(q), axis=1)
+        out = np.empty((len(lams), len(q)), dtype=np.int32 if q.shape[1] < 2 ** 31 else np.intp)
+        lam = lams[:, None]
+        for s in range(0, len(q), block):
+            qb, cb = q[None, s:s + block], c[None, s:s + block]  # (1, rows, m) against (lams, 1, 1)
+            out[:, s:s + block] = np.argmax(qb - lam[..., None] * cb - 1e-9 * cb, axis=2)
+        return out
+
     def realized_cost(self, choice: np.ndarray, costs: np.ndarray) -> np.ndarray:
         """Dollars actually paid per query when query i is routed to column choice[i] of `costs`
         (n, m). One call per query by default; a cascade also pays for every answer it rejected."""

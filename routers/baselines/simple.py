@@ -64,7 +64,9 @@ class OracleRouter(Router):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._table: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # prompt -> row of (_scores, _costs); a prompt registered again points at its newest row
+        self._index: dict[str, int] = {}
+        self._scores = self._costs = None
 
     def _fit(self, train, validation):
         self.fit_oracle(train)
@@ -76,17 +78,21 @@ class OracleRouter(Router):
         if not self.models:
             self.models = list(data.models)
         data = data.select_models(self.models)
-        costs = decision_costs(data.cost_matrix())
-        for i, p in enumerate(data.prompts):
-            self._table[p] = (score_chosen(data.scores[i])[0], costs[i])
+        scores, costs = score_chosen(data.scores)[0], decision_costs(data.cost_matrix())
+        base = 0 if self._scores is None else len(self._scores)
+        self._scores = scores if self._scores is None else np.vstack([self._scores, scores])
+        self._costs = costs if self._costs is None else np.vstack([self._costs, costs])
+        self._index.update(zip(data.prompts, range(base, base + len(data))))
         return self
 
     def _lookup(self, prompts, k):
-        missing = [p for p in prompts if p not in self._table]
-        if missing:
+        rows = np.fromiter((self._index.get(p, -1) for p in prompts), dtype=np.intp, count=len(prompts))
+        if (rows < 0).any():
+            missing = [p for p, r in zip(prompts, rows) if r < 0]
             raise DataError(f"oracle router has no recorded scores for {len(missing)} prompt(s), e.g. "
                             f"{missing[0][:80]!r}; call fit_oracle(dataset) with the evaluation data first")
-        return np.array([self._table[p][k] for p in prompts]).reshape(len(prompts), len(self.models))
+        table = self._scores if k == 0 else self._costs
+        return table[rows] if table is not None else np.zeros((0, len(self.models)))
 
     def predict_quality(self, prompts, categories=None):
         return self._lookup(prompts, 0)
@@ -95,12 +101,13 @@ class OracleRouter(Router):
         return self._lookup(prompts, 1)
 
     def _save_state(self, path: Path) -> None:
-        keys = list(self._table)
-        (path / "prompts.json").write_text(json.dumps(keys))
+        keys = list(self._index)
+        rows = np.fromiter(self._index.values(), dtype=np.intp, count=len(keys))
         m = len(self.models)
+        (path / "prompts.json").write_text(json.dumps(keys))
         np.savez(path / "state.npz",
-                 scores=np.array([self._table[k][0] for k in keys]).reshape(len(keys), m),
-                 costs=np.array([self._table[k][1] for k in keys]).reshape(len(keys), m))
+                 scores=self._scores[rows] if keys else np.zeros((0, m)),
+                 costs=self._costs[rows] if keys else np.zeros((0, m)))
 
     def _load_state(self, path: Path) -> None:
         try:
@@ -108,4 +115,5 @@ class OracleRouter(Router):
             st = np.load(path / "state.npz")
         except FileNotFoundError as e:
             raise CheckpointError(f"{path}: missing {Path(e.filename).name}") from None
-        self._table = {k: (st["scores"][i], st["costs"][i]) for i, k in enumerate(keys)}
+        self._scores, self._costs = np.asarray(st["scores"], float), np.asarray(st["costs"], float)
+        self._index = {k: i for i, k in enumerate(keys)}
