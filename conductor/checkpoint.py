@@ -9,7 +9,8 @@ Conductor checkpoint by that file.
 card), `from_pretrained` (a folder or a Hub repo id), `push_to_hub`.
 
 `ConductorRouter.answer` writes a workflow with the policy (greedy), parses it, runs it through
-the caller's `CallFn`, and reports the policy's own tokens as orchestration tokens. An unparsable
+the caller's `CallFn` (or, called synchronously with `pool=`, through that pool as the Python
+API's other routers do), and reports the policy's own tokens as orchestration tokens. An unparsable
 workflow falls back to one step to `fallback_worker` (recorded in the episode's meta).
 """
 
@@ -19,14 +20,14 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable
 
 from conductor.env import ConductorEnv
 from conductor.executor import execute
 from conductor.prompts import build_prompt
 from conductor.workflow import Workflow, WorkflowError, parse_workflow
 from routers.checkpoint import HubMixin, make_readable, write_model_card
-from routers.errors import CheckpointError
+from routers.errors import CheckpointError, ConfigError
 from routers.pool.base import Message
 from routers.serving_router import CallFn, Episode, ServingRouter, last_user_text
 
@@ -151,8 +152,20 @@ class ConductorRouter(HubMixin, ServingRouter):
         ep.meta.update(meta)
         return ep
 
-    async def answer(self, messages: list[Message], call: CallFn, *, lam: float = 0.0) -> Episode:
-        return await self._orchestrate(last_user_text(messages), call, 0)
+    def answer(self, messages: list[Message], call: CallFn | None = None, *, pool: Any = None,
+               lam: float = 0.0) -> Episode | Awaitable[Episode]:
+        """One episode, two ways to ask. As a `ServingRouter` (`baton serve`, `baton eval`):
+        `await router.answer(messages, call)`. From synchronous code, as `TrinityRouter.answer`:
+        `router.answer(messages, pool=pool)` returns the Episode, each step sent to the first of its
+        workers that answers, through the same serving path (`routers.baselines.base.run_episode_sync`)."""
+        if pool is not None:
+            if call is not None:
+                raise ConfigError(f"{self.name}: answer takes a CallFn (awaited) or pool= (synchronous), not both")
+            from routers.baselines.base import run_episode_sync
+            return run_episode_sync(self, messages, pool, lam)
+        if call is None:
+            raise ConfigError(f"{self.name}: answer needs pool= (synchronous) or a CallFn (awaited, as served)")
+        return self._orchestrate(last_user_text(messages), call, 0)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "max_steps": self.cfg["max_steps"], "recursion": self.recursion}

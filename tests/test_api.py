@@ -121,3 +121,45 @@ def test_evaluate_takes_names_and_specs(trained):
     report = baton.evaluate({"best": "best-single", "t": str(path)}, "embedded", n_boot=50)
     assert set(report["routers"]) == {"best", "t"}
     assert report["routers"]["best"]["accuracy"] == pytest.approx(report["best_single"]["accuracy"], abs=0.05)
+
+
+def test_conductor_answers_synchronously_through_a_pool(tmp_path):
+    """`baton.ConductorRouter.from_pretrained(...).answer(messages, pool=pool)` is one synchronous
+    episode, the same one the served (awaited) path gives for the same calls: the policy writes a
+    workflow (greedy), the pool's workers run it."""
+    import asyncio
+
+    from conductor.checkpoint import save_conductor
+    from conductor.config import load_config
+    from conductor.env import ConductorEnv
+    from conductor.policy import Generation, load_policy
+    from routers.errors import ConfigError
+    from routers.pool.pool import Pool
+    from routers.serving_router import pool_call
+    pool = baton.load_pool("simulated")
+    cfg = load_config(None)
+    model, tok = load_policy(cfg.policy.model)
+    path = save_conductor(model, tok, ConductorEnv.from_config(cfg, pool=pool), tmp_path / "c1")
+    f = path / "conductor_config.json"   # a short workflow keeps greedy generation fast on a CPU
+    f.write_text(json.dumps({**json.loads(f.read_text()), "max_new_tokens": 12}))
+    conductor = baton.ConductorRouter.from_pretrained(path)
+    assert conductor.workers == pool.names
+    msgs = [{"role": "user", "content": "2+2?"}]
+    ep = conductor.answer(msgs, pool=pool)            # the (untrained) policy's own workflow, or its fallback
+    served = asyncio.run(conductor.answer(msgs, pool_call(pool)))
+    assert ep.answer and ep.steps and all(s.worker in pool for s in ep.steps)
+    assert ep.orchestration_input_tokens > 0 and ep.orchestration_output_tokens > 0
+    assert ep.meta.get("conductor_output") == served.meta.get("conductor_output")
+    assert ep.answer == served.answer and [s.worker for s in ep.steps] == [s.worker for s in served.steps]
+    # a policy that writes a valid two-step workflow: both steps are pool calls, the last one answers
+    a, b = pool.names[0], pool.names[-1]
+    conductor.generator = lambda prompts: [Generation(
+        f'model_id = ["{a}", "{b}"]\nsubtasks = ["solve", "check"]\naccess_list = [[], [0]]', 40, 12, 0.01)]
+    ep = conductor.answer(msgs, pool=pool)
+    assert [s.worker for s in ep.steps] == [a, b] and "parse_error" not in ep.meta
+    assert ep.answer == ep.steps[-1].reply.text and ep.cost > 0
+    assert (ep.orchestration_input_tokens, ep.orchestration_output_tokens) == (40, 12)
+    with pytest.raises(ConfigError, match=f"lacks worker.*{a}"):
+        conductor.answer(msgs, pool=Pool([pool[b]]))          # a pool without the first worker
+    with pytest.raises(ConfigError, match="not both"):
+        conductor.answer(msgs, pool_call(pool), pool=pool)
