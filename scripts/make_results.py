@@ -8,6 +8,9 @@ Stages (each writes results/<stage>*.json; `--only` picks some, `--skip` drops s
 - trinity: TRINITY's selection head on LLMRouter (`configs/trinity/route.yaml`) scored by the same
   evaluator beside the baselines -> results/trinity_llmrouter.json. Heavy on a cold cache
   (SmolLM2 features of ~6k prompts: ~25 min on 2 cores).
+- conductor: the Conductor's ablations at CPU scale as workflow families (conductor/families.py) on
+  the simulated pool with coordination effects, scored as episodes by the same evaluator
+  -> results/conductor_ablations.json (+ .md). About 4 minutes.
 - bench: the speed benchmarks that run on a CPU (scripts/bench_*.py) -> results/bench_*.json.
 Suites whose data is absent (../shared is optional) are written as skipped with the reason, never
 as numbers. results/summary.md renders everything; `--readme` rewrites the README's generated block
@@ -143,6 +146,43 @@ def _tidy_ablations(out: Path) -> None:
         f.write_text(_shown(f.read_text()))
 
 
+def stage_conductor() -> dict:
+    """The Conductor's ablations (no subtasks, one worker, fixed vs random pool, ...) as workflow
+    families: what was measured is in conductor/families.py's docstring and the JSON's `note`."""
+    from conductor.families import run_family_ablations
+
+    t0 = time.perf_counter()
+    res = run_family_ablations(progress=False)
+    return {"command": "python scripts/make_results.py --only conductor", "seconds": time.perf_counter() - t0,
+            "note": "No policy is trained: each ablation restricts the workflows (solo; solve then verify; solve "
+                    "then refine, over the pool's workers) and a table policy per question domain, ranked on the "
+                    f"{res['n_selection']} training questions ({res['rollouts']} rollouts each; best = accuracy, "
+                    f"cost-aware = accuracy - {res['cost_weight']:g} x dollars), or a uniformly random workflow, "
+                    "answers the test questions through the episode evaluator; p = paired bootstrap against the "
+                    "full family's policy of the same kind",
+            "configs": "configs/conductor/ablate_*.yaml train the tiny policy on the toy pool (demo.yaml; "
+                       "ablate_no_fewshot: SmolLM2, demo_smollm2.yaml): GPU-scale rows, not run here", **res}
+
+
+def render_conductor(c: dict) -> list[str]:
+    """The Conductor ablation table (README block and results/conductor_ablations.md)."""
+    lines = [f"{c['n_test']} test questions of the embedded default; pool `{c['pool']}` "
+             f"(`configs/pools/{c['pool']}.yaml`). {c['note']}. `{c['command']}` ({_f(c['seconds'], '.0f')} s).", "",
+             "| ablation | policy | accuracy [95% CI] | cost $/question | steps | p (vs) |", "|---|---|---|---|---|---|"]
+    for name, r in c["rows"].items():
+        lo, hi = r["accuracy_ci"]
+        steps = "-" if r["turns"] is None else _f(r["turns"], ".2f")
+        vs = "-" if name == r["p_vs"] else f"{_f(r['p'])} ({r['p_vs']})"
+        label = (r["ablation"] or name) + ("" if r["pool"] == c["pool"] else f" (`{r['pool']}`)")
+        lines.append(f"| {label} | {r['policy']} | {_f(r['accuracy'])} [{_f(lo)}, {_f(hi)}] | "
+                     f"{_f(r['cost'], '.3g')} | {steps} | {vs} |")
+    ow = c["selected"].get("one_worker", {}).get("worker")
+    lines += ["", "Ablations: " + "; ".join(f"{k}: {v}" for k, v in c["ablations"].items())
+              + (f" (one worker: {ow})" if ow else "") + ". Not measured: "
+              + "; ".join(f"{k}: {v}" for k, v in c["not_measured"].items()) + f". {c['configs']}.", ""]
+    return lines
+
+
 def stage_bench() -> dict:
     out = {}
     for script, (flag, args) in BENCHES.items():
@@ -219,6 +259,9 @@ def render() -> str:
         out += ["### TRINITY ablations on LLMRouter", ""]
         out += [f"Skipped: {a['skipped']}.", ""] if "skipped" in a else \
             [f"`{a['command']}`", "", a["table"].split("\n\n", 1)[1].strip(), "", a.get("note", "") + ".", ""]
+    cond = _load("conductor_ablations")
+    if cond:
+        out += ["### Conductor ablations (workflow families, CPU)", ""] + render_conductor(cond)
     out += render_benches()
     bench = RESULTS / "bench.json"
     if bench.is_file():
@@ -298,7 +341,7 @@ def write_readme() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="demo,routing,trinity,ablations,bench")
+    ap.add_argument("--only", default="demo,routing,trinity,ablations,conductor,bench")
     ap.add_argument("--skip", default="")
     ap.add_argument("--readme", action="store_true", help="rewrite the README's generated block from results/")
     args = ap.parse_args(argv)
@@ -320,6 +363,14 @@ def main(argv: list[str] | None = None) -> int:
             _write("trinity_llmrouter", stage_trinity())
         elif stage == "ablations":
             _write("ablations", stage_ablations())
+        elif stage == "conductor":
+            c = stage_conductor()
+            _write("conductor_ablations", c)
+            sel = ["", "Workflow each table policy runs per domain (selection accuracy on the training questions):", ""]
+            sel += [f"- {k}: " + "; ".join(f"{d} {v['workflow'][0]}({', '.join(v['workflow'][1])}) "
+                                           f"{_f(v['selection_accuracy'])}" for d, v in t["selected"].items())
+                    for k, t in c["selected"].items()]
+            (RESULTS / "conductor_ablations.md").write_text("\n".join(render_conductor(c) + sel) + "\n")
         elif stage == "bench":
             _write("bench", stage_bench())
         else:

@@ -153,3 +153,18 @@ def test_bundled_coordination_pool_inherits_the_default_workers():
     assert coord.names == plain.names and "coordination" in coord.config and "coordination" not in plain.config
     for a, b in zip(plain.config["workers"], coord.config["workers"]):
         assert a == b
+
+
+def test_pool_file_base_key(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nworkers: []\n")
+    with pytest.raises(ConfigError, match="makes a cycle"):
+        load_pool(str(tmp_path / "a.yaml"))
+    (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml does not exist"):
+        load_pool(str(tmp_path / "c.yaml"))
+    (tmp_path / "d.yaml").write_text("base: ok.yaml\nname: d\nseed: 7\n")
+    (tmp_path / "ok.yaml").write_text("name: ok\nseed: 1\nworkers:\n  - {name: w, backend: simulated, "
+                                      "accuracy: {default: 0.5}}\n")
+    p = load_pool(str(tmp_path / "d.yaml"))
+    assert p.config["name"] == "d" and p.config["seed"] == 7 and p.names == ["w"]  # this file's keys win

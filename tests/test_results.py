@@ -35,3 +35,17 @@ def test_render_marks_skipped_suites_instead_of_inventing_numbers():
     mr = _make_results()
     lines = mr.render_suite({"suite": "x", "label": "X", "skipped": "data absent"})
     assert "skipped" in lines[0] and not re.search(r"\d\.\d", lines[0])
+
+
+def test_conductor_table_renders_every_row_and_its_reference():
+    mr = _make_results()
+    row = {"ablation": "no_subtasks", "policy": "best", "pool": "p", "accuracy": 0.5, "accuracy_ci": [0.4, 0.6],
+           "cost": 0.001, "turns": 1.5, "p_vs": "full", "p": 0.04}
+    c = {"n_test": 10, "pool": "p", "note": "n", "command": "c", "seconds": 1.0, "ablations": {"no_subtasks": "x"},
+         "not_measured": {"no_few_shot": "needs a policy"}, "configs": "k", "selected": {},
+         "rows": {"full": {**row, "ablation": "full", "p_vs": "full", "p": 1.0}, "no_subtasks": row,
+                  "best-single": {**row, "ablation": None, "policy": "baseline", "pool": "q", "turns": None}}}
+    text = "\n".join(mr.render_conductor(c))
+    assert "| no_subtasks | best | 0.500 [0.400, 0.600] | 0.001 | 1.50 | 0.040 (full) |" in text
+    assert "| full | best | 0.500 [0.400, 0.600] | 0.001 | 1.50 | - |" in text       # no p against itself
+    assert "| best-single (`q`) | baseline |" in text and "needs a policy" in text
