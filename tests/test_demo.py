@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from routers.cli import main
 from routers.registry import load_checkpoint
 
@@ -33,3 +35,25 @@ def test_train_trinity_cli_runs_the_demo_config_on_the_embedded_default(tmp_path
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["turns"] >= 1 and (out / "router.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_demo_at_test_size_beats_uniform_random_routing_by_a_margin_no_stub_reaches(tmp_path):
+    """The demo's recipe (SmolLM2 coordinator, head-only sep-CMA-ES, K=2 over the simulated pool) at a
+    size CI affords. A router that picks workers uniformly at random gets each held-out question right
+    with the pool's mean probability; the trained one must clear that by 10 points and by a one-sided
+    binomial test at 1% (a random or untrained head fails both)."""
+    from scipy.stats import binom
+
+    from trinity.demo import run_demo
+
+    result = run_demo(str(tmp_path / "demo"), overrides=[
+        "data.limit=48", "data.validation_fraction=0.99", "train.iterations=15", "train.popsize=8",
+        "train.batch_size=24", "train.wandb=false"])
+    n = result["n_test"]
+    p_random = result["uniform_random_expected_accuracy"]
+    acc = result["trinity"]["test"]["accuracy"]
+    correct = round(acc * n)
+    assert n >= 40 and 0.5 < p_random < 0.95
+    assert acc >= p_random + 0.10, (acc, p_random)
+    assert binom.sf(correct - 1, n, p_random) < 0.01  # P(a uniform-random router gets >= this many right)

@@ -13,27 +13,32 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from routers.accounting import score_chosen
+
 
 DEMO_BASELINES = "random,best-single,oracle,knn,mlp"
 
 
-def demo_config(quick: bool):
+def demo_config(quick: bool, overrides=()):
     from routers.record import configs_dir
     from trinity.config import load_config
-    overrides = []
+    base = []
     if quick:  # the tests' size: tiny random coordinator, a handful of episodes
-        overrides = ["coordinator.model=tiny", "coordinator.max_tokens=32", "data.limit=24",
-                     "train.iterations=2", "train.popsize=4", "train.batch_size=12", "train.wandb=false"]
-    return load_config(configs_dir() / "trinity" / "demo.yaml", overrides)
+        base = ["coordinator.model=tiny", "coordinator.max_tokens=32", "data.limit=24",
+                "train.iterations=2", "train.popsize=4", "train.batch_size=12", "train.wandb=false"]
+    return load_config(configs_dir() / "trinity" / "demo.yaml", [*base, *overrides])
 
 
-def run_demo(out: str, quick: bool = False) -> dict[str, Any]:
+def run_demo(out: str, quick: bool = False, overrides=()) -> dict[str, Any]:
+    """Train and compare; `overrides` are dotted config settings applied after `quick`'s."""
     from routers.evaluate import build_routers, evaluate
     from routers.pool.config import load_pool
     from trinity.train import embedded_episode_split, train_episode
 
     t0 = time.perf_counter()
-    cfg = demo_config(quick)
+    cfg = demo_config(quick, overrides)
     seed = cfg.train.seed
     train_items, test_items, ds, te_idx = embedded_episode_split(cfg)
     train_ds, test_ds = ds.split("train"), ds.split("test")
@@ -58,8 +63,10 @@ def run_demo(out: str, quick: bool = False) -> dict[str, Any]:
         print(f"{name:<14}{r['accuracy']:>10.3f}{r['cost']:>12.6f}")
     plot = Path(out) / "demo_cost_quality.png"
     _plot(base, m["test"], plot)
-    result = {"trinity": m, "baselines": rows, "checkpoint": str(out_dir), "n_train": len(train_items),
-              "n_test": len(test_items), "plot": str(plot), "seconds": time.perf_counter() - t0}
+    # what routing uniformly at random scores in expectation on these questions (missing = wrong)
+    uniform = float(np.mean(score_chosen(held.scores)[0])) if len(held) else None
+    result = {"trinity": m, "baselines": rows, "uniform_random_expected_accuracy": uniform,
+              "checkpoint": str(out_dir), "n_train": len(train_items), "n_test": len(test_items), "plot": str(plot), "seconds": time.perf_counter() - t0}
     print(f"demo took {result['seconds']:.0f} s; checkpoint in {out_dir}/")
     return result
 
