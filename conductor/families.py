@@ -22,6 +22,9 @@ one_worker (every step by one worker, chosen on the selection questions), random
 sees a random 2-3 worker subset, the table falls back down its ranking to a workflow inside it),
 no_coordination (the full family on the pool without coordination effects: a control). No few-shot
 changes only the policy's prompt: it needs a policy and is not measured here.
+
+Caveat (see the pool file): a worker verifying its own answer is as good a verifier as on anyone's,
+so one_worker (solve then self-verify) is optimistic compared with real models.
 """
 
 from __future__ import annotations
