@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         tp.add_argument("--out", default=None, help="output checkpoint directory")
         tp.add_argument("--resume", action="store_true", help="resume from the last state in --out")
         tp.add_argument("--overwrite", action="store_true", help="replace the checkpoint already in --out")
+        if name == "trinity":
+            tp.add_argument("--estimate", action="store_true",
+                            help="dry run: print the worker calls and projected cost, call nothing")
         tp.add_argument("overrides", nargs="*", help="dotted key=value overrides of config keys")
         tp.set_defaults(_fn="routers.registry:cli_train", _train_fn=fn)  # checks --config/--out, then fn
 

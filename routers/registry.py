@@ -114,7 +114,8 @@ def cli_train(args) -> int:
     out = args.out
     if out is None:
         out = _import(CONFIG_LOADERS[args.router])(args.config, list(getattr(args, "overrides", None) or [])).out
-    check_out_dir(out, resume=bool(getattr(args, "resume", False)), overwrite=bool(getattr(args, "overwrite", False)))
+    if not getattr(args, "estimate", False):   # a dry run writes nothing
+        check_out_dir(out, resume=bool(getattr(args, "resume", False)), overwrite=bool(getattr(args, "overwrite", False)))
     return _import(args._train_fn)(args)
 
 

@@ -101,6 +101,11 @@ class TrainConfig:
     select: str = checked("best-validation", one_of=("best-validation", "last"))
     wandb: bool = False              # on: log to wandb (offline unless WANDB_MODE says otherwise)
     wandb_project: str = "baton-trinity"
+    # episode training through a pool (trinity.spend): stop between generations before live worker
+    # calls would pass this many dollars (null: no budget), and the dollars charged per live call of
+    # a worker the pool file gives no price (null: such a pool's spend is unknown, and refuses a budget)
+    max_spend_usd: float | None = checked(None, gt=0, why="or null for no budget")
+    unpriced_cost_usd: float | None = checked(None, ge=0, why="or null")
     # gradient baselines / stage 1 of two-stage
     lr: float = checked(0.01, gt=0)
     epochs: int = checked(50, ge=1)

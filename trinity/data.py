@@ -4,7 +4,8 @@ coordinator's view of it, computed once before the objective is built.
 - route task: `load_routing_data` (recorded routing datasets, split, cleaned, limited), then
   `route_data` (test columns aligned to the head's worker order, the held-out rows selection and
   reporting use, the cached features, decision costs and tokens) -> `RouteData`.
-- episode task: `load_items` (task items by spec) or `embedded_episode_split` (the packaged items).
+- episode task: `episode_items` (train and test items): `load_items` (task items by spec) or
+  `embedded_episode_split` (the packaged items).
 The coordinator reads `user: <prompt>` for single-turn routing (`route_texts`).
 """
 
@@ -157,3 +158,21 @@ def embedded_episode_split(cfg: TrinityConfig):
         raise DataError("data.train 'embedded': the embedded dataset's ids do not match the packaged task items")
     return train_items, test_items, ds, te_idx
 
+
+
+def episode_items(cfg: TrinityConfig) -> tuple[list, list]:
+    """(train_items, test_items) of the episode task: the embedded split, or the `data.train`
+    items with the first `validation_fraction` of them (seeded order) held out for testing."""
+    if cfg.data.train == "embedded":
+        train_items, test_items, _, _ = embedded_episode_split(cfg)
+        return train_items, test_items
+    items = load_items(cfg.data.train, cfg.data.limit, cfg.train.seed)
+    n_test = int(round(len(items) * cfg.data.validation_fraction))
+    return items[n_test:], items[:n_test]
+
+
+def final_eval_items(cfg: TrinityConfig, items: list) -> list:
+    """The training items the final argmax evaluation runs on: a seeded sample of at most
+    `train.batch_size` (coordinator passes and worker calls are scarce)."""
+    n = min(len(items), cfg.train.batch_size or len(items))
+    return [items[i] for i in np.sort(np.random.default_rng([cfg.train.seed, 13]).choice(len(items), n, replace=False))]

@@ -35,7 +35,8 @@ def run_demo(out: str, quick: bool = False, overrides=()) -> dict[str, Any]:
     """Train and compare; `overrides` are dotted config settings applied after `quick`'s."""
     from routers.evaluate import build_routers, evaluate
     from routers.pool.config import load_pool
-    from trinity.train import embedded_episode_split, train_episode
+    from trinity.data import embedded_episode_split
+    from trinity.train import train_episode
 
     t0 = time.perf_counter()
     cfg = demo_config(quick, overrides)

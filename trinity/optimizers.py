@@ -159,12 +159,14 @@ def reinforce(objective: SelectionObjective, cfg: TrainConfig, x0: np.ndarray | 
 def optimize(objective: Objective, cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool = False,
              run_config: dict[str, Any] | None = None, name: str = "trinity", validate=None,
              x0: np.ndarray | None = None, stop_after: int | None = None,
-             on_generation: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+             on_generation: Callable[[dict[str, Any]], None] | None = None, guard=None) -> TrainResult:
     """Train with `cfg.optimizer`; every optimizer gets the same objective, budget and selection rule.
     `validate(x) -> score` (held-out training queries) drives `Selector` by `cfg.select`; `x0`
     (default `objective.x0()`) is where every optimizer starts (a warm start, `train.init_from`).
     `resume` continues sep-CMA-ES from `out_dir`; `stop_after` ends a search after that many
-    generations in this call (to test resume); `on_generation(row)` sees each log row.
+    generations in this call (to test resume); `on_generation(row)` sees each log row. `guard`
+    (`trinity.spend.SpendGuard`) may end the search between generations (a spend budget) and adds
+    its fields to each row, before the row is logged and saved.
     The returned result carries `selection` (rule, step, selection score)."""
     if x0 is not None and np.asarray(x0).size != objective.n_params:
         raise ConfigError(f"train.init_from: {np.asarray(x0).size} starting values for {objective.n_params} parameters")
@@ -190,12 +192,17 @@ def optimize(objective: Objective, cfg: TrainConfig, *, out_dir: str | Path | No
     if dist.world > 1 and dist.is_main:
         print(f"{opt.desc}: population sharded over {dist.world} processes", flush=True)
     done_here = 0
+    if guard is not None:
+        guard.resume(opt.history)
     try:
         while not opt.done and (stop_after is None or done_here < stop_after):
+            if guard is not None and guard.stop_before(opt.generation):
+                break
             X = opt.ask()
             mine = dist.shard(len(X))            # each process scores its slice of the population
             point = opt.tell(X, dist.gather_results(objective.evaluate(X[mine], opt.generation, mine.tolist())))
-            row = opt.end_generation(sel.offer(opt.generation, point), point)
+            row = opt.end_generation(sel.offer(opt.generation, point), point,
+                                     None if guard is None else guard.generation_row(opt.generation))
             logger.log(row)
             if on_generation is not None and dist.is_main:
                 on_generation(row)

@@ -31,7 +31,7 @@ import numpy as np
 from routers.errors import ConfigError
 from trinity.checkpoint import is_main_process, save_run, warm_start
 from trinity.config import TrinityConfig, load_config
-from trinity.data import (RouteData, embedded_episode_split, load_items, load_routing_data, route_data, route_features,
+from trinity.data import (RouteData, episode_items, final_eval_items, load_routing_data, route_data, route_features,
                           route_texts)
 from trinity.fitness import HeldOutAccuracy, SelectionObjective, served_metrics
 from trinity.heads import head_from_config
@@ -122,16 +122,23 @@ def _route_objective(cfg: TrinityConfig, data: RouteData, coordinator=None):
 # -- episode task --------------------------------------------------------------------------------
 def train_episode(cfg: TrinityConfig, items: list, pool, *, test_items: list | None = None,
                   out: str | Path | None = None, resume: bool = False, coordinator=None) -> dict[str, Any]:
-    """Train coordinator SVF (optional) and head on multi-turn episodes through `pool`."""
+    """Train coordinator SVF (optional) and head on multi-turn episodes through `pool`. Worker calls
+    are metered (`trinity.spend`): each generation's row carries its spend, and `train.max_spend_usd`
+    stops the run between generations, or skips the final evaluation, before it passes the budget."""
     from trinity.episodes import EpisodeObjective
+    from trinity.spend import make_guard
     t0 = time.perf_counter()
     if coordinator is None:
         from trinity.coordinator import Coordinator
         coordinator = Coordinator.from_config(cfg.coordinator)
-    # objective (the data are the task items and the pool)
+    # objective (the data are the task items and the pool, metered)
     workers = list(pool.names)
     svf = coordinator.enable_svf(cfg.svf) if cfg.svf.enabled else None
     head = head_from_config(cfg.head, len(workers), coordinator.d)
+    # evaluation as served (below): argmax episodes on a seeded sample of training items and the test items
+    eval_items = final_eval_items(cfg, items)
+    pool, guard = make_guard(cfg, pool, (svf.n_params if svf is not None else 0) + head.n_params, items, eval_items,
+                             test_items or [])
     objective = EpisodeObjective(items, pool, coordinator, head, workers, cfg.protocol, fitness=cfg.fitness,
                                  repeats=cfg.train.repeats, batch_size=cfg.train.batch_size,
                                  seed=cfg.train.seed, svf=svf)
@@ -140,18 +147,20 @@ def train_episode(cfg: TrinityConfig, items: list, pool, *, test_items: list | N
         x0 = warm_start(cfg.train.init_from, coordinator=coordinator, head=head, workers=workers, svf=svf)
     # optimizer loop
     res = optimize(objective, cfg.train, out_dir=out, resume=resume, run_config=cfg.to_dict(), name=cfg.name,
-                   x0=x0)
-    # evaluation as served: argmax episodes on (a seeded sample of at most batch_size) training
-    # items (coordinator passes are scarce) and on the test items
+                   x0=x0, guard=guard)
     head.set_flat(res.x[objective.n_svf:])
-    n_eval = min(len(items), cfg.train.batch_size or len(items))
-    eval_items = [items[i] for i in np.sort(np.random.default_rng([cfg.train.seed, 13]).choice(len(items), n_eval, replace=False))]
-    final_train, _ = objective.evaluate_final(res.x, eval_items)
-    metrics: dict[str, Any] = {"train": final_train.__dict__, "optimizer": cfg.train.optimizer,
-                               "evaluations": res.evaluations}
-    if test_items:
-        final_test, _ = objective.evaluate_final(res.x, test_items)
-        metrics["test"] = final_test.__dict__
+    metrics: dict[str, Any] = {"optimizer": cfg.train.optimizer, "evaluations": res.evaluations}
+    refused = None if guard is None else guard.refuses_evaluation(len(eval_items) + len(test_items or []))
+    if refused:
+        metrics["evaluation"] = refused
+    else:
+        final_train, _ = objective.evaluate_final(res.x, eval_items)
+        metrics["train"] = final_train.__dict__
+        if test_items:
+            final_test, _ = objective.evaluate_final(res.x, test_items)
+            metrics["test"] = final_test.__dict__
+    if guard is not None:
+        metrics["spend"] = guard.summary()
     metrics["seconds"] = time.perf_counter() - t0
     # checkpoint
     save_run(out, metrics=metrics, history=res.history, coordinator=coordinator, head=head, workers=workers,
@@ -163,18 +172,16 @@ def train_episode(cfg: TrinityConfig, items: list, pool, *, test_items: list | N
 def run(cfg: TrinityConfig, out: str | Path | None = None, resume: bool = False) -> dict[str, Any]:
     out = cfg.out if out is None else out
     if cfg.data.task == "route":
+        if cfg.train.max_spend_usd is not None:
+            from trinity.spend import ROUTE_NOTE
+            print(f"train.max_spend_usd: {ROUTE_NOTE}", flush=True)
         train, test = load_routing_data(cfg)
         return train_route(cfg, train, test, out=out, resume=resume, encoder=cfg.data.encoder)
     if cfg.data.pool is None:
         raise ConfigError("data.pool: data.task 'episode' needs a pool YAML")
     from routers.pool.config import load_pool
     pool = load_pool(cfg.data.pool)
-    if cfg.data.train == "embedded":
-        train_items, test_items, _, _ = embedded_episode_split(cfg)
-    else:
-        items = load_items(cfg.data.train, cfg.data.limit, cfg.train.seed)
-        n_test = int(round(len(items) * cfg.data.validation_fraction))
-        train_items, test_items = items[n_test:], items[:n_test]
+    train_items, test_items = episode_items(cfg)
     if hasattr(pool, "register"):
         pool.register(train_items + test_items)
     return train_episode(cfg, train_items, pool, test_items=test_items or None, out=out, resume=resume)
@@ -185,6 +192,10 @@ def cli_train(args) -> int:
     if getattr(args, "train", None):
         cfg.data.train = args.train
     out = args.out or cfg.out
+    if getattr(args, "estimate", False):   # the dry run: no coordinator, no worker call
+        from trinity.spend import estimate, format_estimate
+        print(format_estimate(estimate(cfg)))
+        return 0
     metrics = run(cfg, out=out, resume=bool(getattr(args, "resume", False)))
     if not is_main_process():
         return 0

@@ -124,8 +124,11 @@ class RunLogger:
 
     def log(self, row: dict[str, Any]) -> None:
         self.bar.update(1)
+        spend = {} if "spend_usd" not in row else {  # episode training (trinity.spend); None: unknown
+            "spend": "?" if row["spend_usd"] is None else f"${row['spend_usd']:.4g}",
+            "hits": f"{row['cache_hit_rate']:.2f}"}
         self.bar.set_postfix(best=f"{row['best_fitness']:.3f}", mean=f"{row['mean_fitness']:.3f}",
-                             acc=f"{row['mean_accuracy']:.3f}")
+                             acc=f"{row['mean_accuracy']:.3f}", **spend)
         if self.run is not None:
             flat = {k: v for k, v in row.items() if not isinstance(v, dict)}
             flat.update({f"workers/{k}": v for k, v in row["workers"].items()})
@@ -139,7 +142,9 @@ class RunLogger:
 
 
 def _fingerprint(cfg: TrainConfig, n_params: int) -> str:
-    keys = {k: v for k, v in asdict(cfg).items() if k not in ("iterations", "wandb", "wandb_project")}
+    # what the search path depends on: a budget (trinity.spend) or a run length may change on resume
+    keys = {k: v for k, v in asdict(cfg).items()
+            if k not in ("iterations", "wandb", "wandb_project", "max_spend_usd", "unpriced_cost_usd")}
     return hashlib.sha256(json.dumps([keys, n_params], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -228,10 +233,16 @@ class SepCMAES:
         self._n = len(X)
         return np.asarray(es.result.xfavorite, dtype=np.float64)
 
-    def end_generation(self, validation: float | None = None, point: np.ndarray | None = None) -> dict[str, Any]:
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.state["history"]
+
+    def end_generation(self, validation: float | None = None, point: np.ndarray | None = None,
+                       extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Close the generation: the selection score of `point` (the mean `tell` returned), the
-        history row, the saved state. Returns the row."""
+        history row (plus `extra` fields, e.g. spend), the saved state. Returns the row."""
         state, row = self.state, self._row
+        row.update(extra or {})
         if validation is not None:
             row["validation"] = float(validation)
             if row["validation"] > state["val_score"]:
@@ -279,8 +290,10 @@ class RandomSearch:
         self._row = summarize(self.generation, results, self.cfg.sigma0, 0.0)
         return self.best_x
 
-    def end_generation(self, validation: float | None = None, point: np.ndarray | None = None) -> dict[str, Any]:
+    def end_generation(self, validation: float | None = None, point: np.ndarray | None = None,
+                       extra: dict[str, Any] | None = None) -> dict[str, Any]:
         row = self._row
+        row.update(extra or {})
         row["validation"] = validation       # every generation offers its point (None: no selection)
         self.history.append(row)
         self.generation += 1

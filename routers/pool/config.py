@@ -260,6 +260,15 @@ def read_pool_config(path: str | Path) -> dict[str, Any]:
     return validate_pool_config(_read_with_base(path), str(path), path.resolve().parent)
 
 
+def unpriced_workers(path_or_dict: str | Path | dict[str, Any]) -> list[str]:
+    """Workers whose entry sets neither input_price nor output_price. Their validated 0.0 is a
+    default, not a price (an explicit 0 is: a free local model), so spend accounting must not read
+    it as free (routers.accounting's rule)."""
+    raw = path_or_dict if isinstance(path_or_dict, dict) else _read_with_base(pool_path(path_or_dict))
+    return [str(w.get("name")) for w in (raw or {}).get("workers") or []
+            if isinstance(w, dict) and "input_price" not in w and "output_price" not in w]
+
+
 def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The pool file's mapping; `base: other.yaml` (relative to this file) supplies every top-level
     key this file does not set, so a variant pool restates only what it changes."""
