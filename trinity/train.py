@@ -199,6 +199,7 @@ def cli_train(args) -> int:
     metrics = run(cfg, out=out, resume=bool(getattr(args, "resume", False)))
     if not is_main_process():
         return 0
-    print(json.dumps({k: v for k, v in metrics.items() if k in ("train", "test")}, indent=2, default=str))
+    print(json.dumps({k: v for k, v in metrics.items() if k in ("train", "test", "evaluation", "spend")}, indent=2,
+                     default=str))
     print(f"checkpoint and metrics in {out}/")
     return 0
