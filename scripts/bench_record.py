@@ -2,6 +2,8 @@
 
     python scripts/bench_record.py                       # mmlu+gsm8k (15,361 queries) x 4 workers
     python scripts/bench_record.py --tasks mmlu:2000 --processes 1,2     # a short run
+    python scripts/bench_record.py --tasks mmlu,gsm8k,gpqa,aime --workers 5 --processes 4
+        # 77,945 requests: over a minute at 1,000/s (what make results runs)
     git worktree add /tmp/old REV && python scripts/bench_record.py --baseline-checkout /tmp/old
 
 Each worker is its own stub server (`routers.pool.stub`, in this process's threads) behind the
@@ -15,7 +17,9 @@ group-committed fsync), to compare the full stack against.
 Phase 1 (throughput): a full recording, once per `--processes` value (baton record's shard
 processes), so their ratio is measured in one run. The parent counts finished lines four times a
 second and reports requests/s overall (start to exit, imports included) and sustained (first
-finished line to last), with the slowest and the median one-second window in between.
+finished line to last), with the slowest and the median one-second window in between, and where
+the CPU went: seconds used by baton record (with its shards) and by the stub servers (this process),
+against the seconds the machine's cores offered over the run, and the load average (other jobs).
 Phase 2 (kill -9, with the most processes): a second recording is killed with SIGKILL halfway,
 then resumed with the same command. Checked: no call goes out after the kill (shards die with
 their parent), the lines written before it are kept unchanged, every query is in the file once,
@@ -32,6 +36,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -110,6 +115,7 @@ def requests_seen(stops) -> int:
 def throughput(pool: Path, folder: Path, stops, a, n_workers: int, processes: int) -> dict:
     out = folder / f"throughput-p{processes}.jsonl"
     before = requests_seen(stops)
+    load0, cpu0, kids0 = os.getloadavg()[0], time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = start_record(pool, out, a, processes)
     counter, samples = LineCounter(out), []
@@ -118,6 +124,11 @@ def throughput(pool: Path, folder: Path, stops, a, n_workers: int, processes: in
         samples.append((time.perf_counter() - t0, counter.poll()))
     wall = time.perf_counter() - t0
     samples.append((wall, counter.poll()))
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # baton record and its shards (waited for)
+    cpu = {"recorder_s": round(kids.ru_utime + kids.ru_stime - kids0.ru_utime - kids0.ru_stime, 1),
+           "stub_servers_s": round(time.process_time() - cpu0, 1),  # this process: the stubs' threads (+ polling)
+           "available_s": round(wall * (os.cpu_count() or 1), 1),
+           "load_average_1min_at_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)]}
     if proc.returncode != 0:
         raise SystemExit(f"baton record failed ({proc.returncode}); see {out.with_suffix('.log')}")
     n = counter.lines
@@ -141,7 +152,7 @@ def throughput(pool: Path, folder: Path, stops, a, n_workers: int, processes: in
             "slowest_1s_window_requests_per_s": round(min(windows), 1) if windows else None,
             "median_1s_window_requests_per_s": round(sorted(windows)[len(windows) // 2], 1) if windows else None,
             "unique_ids": len({r["id"] for r in rows}),
-            "errors": sum(1 for r in rows for c in r["results"].values() if c.get("error"))}
+            "errors": sum(1 for r in rows for c in r["results"].values() if c.get("error")), "cpu": cpu}
 
 
 def kill_and_resume(pool: Path, folder: Path, stops, a, n_workers: int, total: int, processes: int) -> dict:
