@@ -258,6 +258,9 @@ def _score_recorded(name, router, train, test, validation, S, C, prompts, cats, 
     if q.shape != (len(test), len(cols)) or c.shape != q.shape:
         raise ValueError(f"router {name!r} predicted quality {q.shape} / cost {c.shape} for "
                          f"{len(test)} queries x {len(cols)} models")
+    own = getattr(router, "lam_values", None)  # a router trained at fixed lams (a TRINITY frontier) is swept there
+    if lams is None:
+        lams = own
     grid = lam_grid(q, c) if lams is None else np.unique(np.r_[0.0, np.asarray(lams, float)])
     to_router = np.zeros(len(models), dtype=int)
     to_router[cols] = np.arange(len(cols))

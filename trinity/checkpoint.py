@@ -113,9 +113,10 @@ def _jsonable(x: Any) -> Any:
 
 
 def save(path, *, coordinator, head, workers: list[str], protocol=None, svf=None,
-         training: Any = None, metrics: dict | None = None, mean_cost=None) -> Path:
+         training: Any = None, metrics: dict | None = None, mean_cost=None, frontier: dict | None = None) -> Path:
     """Write a checkpoint. `svf` is the coordinator's SVF object (its current offsets are saved) or
-    None; `training` the run config (dataclass or dict)."""
+    None; `training` the run config (dataclass or dict); `frontier` a family of heads along the
+    cost weights (`trinity.frontier`: {"config": section, "heads": (K, n_params)})."""
     path = Path(path)
     if len(workers) != head.n_agents:
         raise CheckpointError(f"{path}: {len(workers)} workers for a head with {head.n_agents} agents")
@@ -139,11 +140,14 @@ def save(path, *, coordinator, head, workers: list[str], protocol=None, svf=None
         "roles": list(getattr(protocol, "roles", [])) if protocol is not None and head.n_roles else [],
         "protocol": _jsonable(protocol), "training": _jsonable(training), "metrics": _jsonable(metrics or {}),
         "mean_cost": None if mean_cost is None else [float(c) for c in np.asarray(mean_cost).reshape(-1)],
+        "frontier": None if frontier is None else frontier["config"],
     }
     path.mkdir(parents=True, exist_ok=True)
     tensors = {"head": np.ascontiguousarray(head.get_flat(), dtype=np.float64)}
     if svf is not None:
         tensors["svf_offsets"] = np.ascontiguousarray(svf.offsets, dtype=np.float64)
+    if frontier is not None:
+        tensors["frontier"] = np.ascontiguousarray(frontier["heads"], dtype=np.float64)
     save_safetensors(tensors, path / WEIGHTS)
     (path / "config.json").write_text(json.dumps(cfg, indent=2))
     write_model_card(path, **card_facts(cfg))
@@ -206,9 +210,23 @@ class TrinityModel:
         mc = self.config.get("mean_cost")
         return None if mc is None else np.asarray(mc, dtype=np.float64)
 
-    def agent_logits(self, texts: list[str]) -> np.ndarray:
-        """(n, L) worker logits for rendered transcripts."""
-        return self.head.split(self.head.logits(self.coordinator.features(texts)))[0]
+    frontier: np.ndarray | None = None  # (K, n_params) heads along config["frontier"]["lams"], or None
+
+    @property
+    def lams(self) -> list[float] | None:
+        """The cost weights (accuracy per dollar) of the frontier's heads, ascending; None without one."""
+        f = self.config.get("frontier")
+        return None if not f else list(f["lams"])
+
+    def agent_logits(self, texts: list[str], features: np.ndarray | None = None, lam: float | None = None) -> np.ndarray:
+        """(n, L) worker logits for rendered transcripts (or their `features`), by the frontier head
+        that serves `lam` when the checkpoint has a frontier and lam is given, else the main head."""
+        F = self.coordinator.features(texts) if features is None else features
+        if lam is None or self.frontier is None:
+            return self.head.split(self.head.logits(F))[0]
+        from trinity.frontier import head_index
+        x = self.frontier[head_index(self.lams, lam)]
+        return self.head.split(self.head.population_logits(x[None], np.asarray(F, np.float32))[0])[0]
 
     def policy(self):
         from trinity.protocol import HeadPolicy
@@ -355,8 +373,15 @@ def load(path, device: str = "cpu", *, coordinator=None, pool=None, workers: lis
         svf.apply(tensors["svf_offsets"])
     elif coordinator.svf is not None:
         coordinator.svf.restore()
+    frontier = None
+    if cfg.get("frontier"):
+        frontier = tensors.get("frontier")
+        if frontier is None or frontier.shape != (len(cfg["frontier"]["lams"]), head.n_params):
+            raise CheckpointError(f"{where}/{WEIGHTS}: 'frontier' must hold {len(cfg['frontier']['lams'])} heads of "
+                                  f"{head.n_params} values (config.json's frontier.lams), got "
+                                  f"{None if frontier is None else tuple(frontier.shape)}")
     return TrinityModel(coordinator=coordinator, head=head, workers=list(cfg["workers"]),
-                        protocol=_protocol(cfg, where), config=cfg)
+                        protocol=_protocol(cfg, where), config=cfg, frontier=frontier)
 
 
 def warm_start(path, *, coordinator, head, workers: list[str], svf=None) -> np.ndarray:

@@ -82,6 +82,9 @@ class FitnessConfig:
     diversity_bonus: float = 0.0
     turn_bonus: float = 0.0
     cost_weight: float = checked(0.0, ge=0)
+    # route task: a family of heads along the cost-quality frontier (trinity.frontier), one per
+    # relative weight r >= 0, each trained on accuracy - r * dollars / (dearest worker's mean dollars)
+    frontier: list[float] | None = None
 
 
 @dataclass

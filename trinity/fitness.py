@@ -190,13 +190,20 @@ def _known(x) -> float | None:
 class HeldOutAccuracy:
     """`score(x)`: served accuracy of a flat vector on fixed held-out rows (what the optimizer loop
     selects the returned point by, and what the run reports). `inputs` are the rows' features, or
-    their texts for objectives that featurize per candidate (`trinity.episodes.SVFSelectionObjective`)."""
+    their texts for objectives that featurize per candidate (`trinity.episodes.SVFSelectionObjective`).
+    With `cost_weight` (a frontier head), the score is the head's own trade-off, accuracy minus
+    cost_weight times the mean decision cost (`costs`, unpriced never free) of the workers it picks."""
 
-    def __init__(self, objective, inputs, scores: np.ndarray):
+    def __init__(self, objective, inputs, scores: np.ndarray, *, costs: np.ndarray | None = None,
+                 cost_weight: float = 0.0):
         self.objective, self.inputs, self.scores = objective, inputs, scores
+        self.costs, self.cost_weight = costs, float(cost_weight)
 
     def __call__(self, x: np.ndarray) -> float:
-        return float(self.objective.argmax_accuracy(x, self.inputs, self.scores))
+        if not self.cost_weight:
+            return float(self.objective.argmax_accuracy(x, self.inputs, self.scores))
+        r = self.objective.evaluate_argmax(x, self.inputs, self.scores, self.costs)
+        return float(r["accuracy"] - self.cost_weight * r["cost"])
 
 
 def reference_metrics(ds) -> dict[str, Any]:

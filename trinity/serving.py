@@ -8,9 +8,11 @@
   tokens are reported as orchestration_input_tokens.
 - `load_router(path, serving=False, **kw)`: the registry's entry point, a checkpoint as either one.
 
-Cost trade-off `lam`: the head has no cost model, so lam uses the checkpoint's mean cost per worker
-(from training data, when saved) as `softmax - lam * mean_cost`, in single-turn selection only; the
-multi-turn protocol ignores lam.
+Cost trade-off `lam` (accuracy per dollar, as for every router): a checkpoint trained with a
+frontier (`trinity.frontier`) serves lam with the head trained for it (`baton eval` sweeps exactly
+those heads); without one, the head has no cost model, so lam uses the checkpoint's mean cost per
+worker (from training data, when saved) as `softmax - lam * mean_cost`. Single-turn selection only;
+the multi-turn protocol ignores lam.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class TrinityRouter(Router):
         mc = model.mean_cost
         self._mean_cost = None if mc is None else np.asarray(mc, dtype=np.float64)
         self._cols = np.arange(len(self.models))   # dataset column -> head agent (-1: unknown)
+        self._features = (None, None)              # (texts, coordinator features): one pass per sweep
 
     def fit(self, train, validation=None) -> "TrinityRouter":
         """Nothing is learned: align to the dataset's model order (and keep its mean costs)."""
@@ -86,14 +89,41 @@ class TrinityRouter(Router):
         svf = m.coordinator.svf if m.config.get("svf") else None
         return save_checkpoint(path, coordinator=m.coordinator, head=m.head, workers=m.workers, protocol=m.protocol,
                     svf=svf, training=m.config.get("training"), metrics=m.config.get("metrics"),
-                    mean_cost=m.mean_cost)
+                    mean_cost=m.mean_cost,
+                    frontier=None if m.frontier is None else {"config": m.config["frontier"], "heads": m.frontier})
 
-    def predict_quality(self, prompts: list[str], categories: list[str] | None = None) -> np.ndarray:
-        p = softmax(self.trinity.agent_logits([selection_text(q) for q in prompts]))  # (n, L)
+    @property
+    def lam_values(self) -> list[float] | None:
+        """The lams `baton eval` sweeps: the frontier's trained weights (None: the evaluator's grid)."""
+        return self.trinity.lams
+
+    def _probs(self, prompts: list[str], lam: float | None = None) -> np.ndarray:
+        texts = tuple(selection_text(q) for q in prompts)
+        if self._features[0] != texts:
+            self._features = (texts, self.trinity.coordinator.features(list(texts)))
+        p = softmax(self.trinity.agent_logits(list(texts), features=self._features[1], lam=lam))  # (n, L)
         out = np.zeros((len(prompts), len(self.models)))
         known = self._cols >= 0
         out[:, known] = p[:, self._cols[known]]
         return out
+
+    def predict_quality(self, prompts: list[str], categories: list[str] | None = None) -> np.ndarray:
+        """The main head's worker softmax (the frontier's lam=0 head when it has one)."""
+        return self._probs(prompts, 0.0 if self.trinity.lams else None)
+
+    def route(self, prompts, lam: float = 0.0, categories=None, quality=None, cost=None):
+        """With a frontier, the head trained for `lam` picks (its argmax, cost already in its
+        weights); without one, the base rule `quality - lam * cost`."""
+        if self.trinity.lams is None or isinstance(prompts, str):
+            return super().route(prompts, lam, categories, quality=quality, cost=cost)
+        c = self.predict_cost(prompts, categories) if cost is None else cost
+        return np.argmax(self._probs(prompts, lam) - 1e-9 * c, axis=1)  # tiny cost tiebreak, as the base rule
+
+    def rank(self, prompt: str, lam: float = 0.0, category: str | None = None) -> list[str]:
+        if self.trinity.lams is None:
+            return super().rank(prompt, lam, category)
+        q, c = self._probs([prompt], lam)[0], self.predict_cost([prompt])[0]
+        return [self.models[j] for j in np.lexsort((c, -q))]
 
 
 class TrinityServingRouter(ServingRouter):
@@ -119,10 +149,14 @@ class TrinityServingRouter(ServingRouter):
             raise ConfigError("trinity: the request has no user message to route")
         text = selection_text(last_user_text(messages))
         t0 = time.perf_counter()
-        logits = await asyncio.to_thread(m.agent_logits, [text])
-        util = softmax(logits[0])
-        if lam and m.mean_cost is not None:
-            util = util - lam * m.mean_cost
+        if m.lams is not None:  # the frontier head trained for lam
+            logits = await asyncio.to_thread(m.agent_logits, [text], None, lam)
+            util = softmax(logits[0])
+        else:
+            logits = await asyncio.to_thread(m.agent_logits, [text])
+            util = softmax(logits[0])
+            if lam and m.mean_cost is not None:
+                util = util - lam * m.mean_cost
         ranking = [self.workers[j] for j in np.argsort(-util, kind="stable")]
         dt = time.perf_counter() - t0
         reply = await call(ranking, messages, {"role": "worker"})

@@ -21,6 +21,7 @@ metrics.json, history.json and the resumable trainer state.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -28,12 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from routers.accounting import decision_costs
 from routers.errors import ConfigError
 from trinity.checkpoint import is_main_process, save_run, warm_start
 from trinity.config import TrinityConfig, load_config
 from trinity.data import (RouteData, episode_items, final_eval_items, load_routing_data, route_data, route_features,
                           route_texts)
 from trinity.fitness import HeldOutAccuracy, SelectionObjective, served_metrics
+from trinity.frontier import check_weights, reference_cost
+from trinity.frontier import to_config as frontier_config
 from trinity.heads import head_from_config
 from trinity.optimizers import optimize
 
@@ -67,6 +71,7 @@ def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None 
     # optimizer loop
     res = optimize(objective, cfg.train, out_dir=out, resume=resume, run_config=cfg.to_dict(), name=cfg.name,
                    validate=select, x0=x0)
+    lams, X, ref = _route_frontier(cfg, data, res.x) if cfg.fitness.frontier else (None, None, None)
     # evaluation as served
     n_svf = getattr(objective, "n_svf", 0) if svf else 0
     x_head = res.x[n_svf:]
@@ -82,19 +87,32 @@ def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None 
         metrics["validation"] = {"accuracy": report(res.x)}
     if data.test_features is not None:
         metrics["test"] = served_metrics(objective, x_head, data.test_features, data.test)
+    family = None
+    if lams is not None:
+        heads = []
+        for lam, x in zip(lams, X):
+            h = {"lam": float(lam), "train": objective.evaluate_argmax(x, data.features, data.train.scores,
+                                                                       data.train.cost_matrix())}
+            if data.test_features is not None:
+                h["test"] = objective.evaluate_argmax(x, data.test_features, data.test.scores, data.test.cost_matrix())
+            heads.append(h)
+        family = {"config": frontier_config(lams, cfg.fitness.frontier, ref), "heads": X}
+        metrics["frontier"] = heads
     metrics["seconds"]["total"] = time.perf_counter() - t0
     # checkpoint
     save_run(out, metrics=metrics, history=res.history, coordinator=None if encoder is not None else coordinator,
              head=head, workers=data.workers, protocol=cfg.protocol, svf=coordinator.svf if svf else None,
-             training=cfg.to_dict(), mean_cost=data.mean_cost)
+             training=cfg.to_dict(), mean_cost=data.mean_cost, frontier=family)
     return metrics
 
 
 def _route_objective(cfg: TrinityConfig, data: RouteData, coordinator=None):
     """(objective, head, select, report) for single-turn selection: the head on cached features,
     or (with `coordinator`, SVF mode) head and offsets with features recomputed per candidate.
-    `select(x)` scores a point on the first held-out half (every optimizer returns its best point
-    by it), `report(x)` on the second, which selection never saw; None without held-out rows."""
+    `select(x)` scores a point on the first held-out half by the head's own objective (accuracy,
+    minus fitness.cost_weight times dollars when it is set); every optimizer returns its best point
+    by it. `report(x)` gives accuracy on the second half, which selection never saw; both None
+    without held-out rows."""
     fit = data.fit
     kw = dict(fitness=cfg.fitness, repeats=cfg.train.repeats, sampling=cfg.train.sampling,
               batch_size=cfg.train.batch_size, seed=cfg.train.seed, costs=data.costs, tokens=data.tokens)
@@ -111,12 +129,33 @@ def _route_objective(cfg: TrinityConfig, data: RouteData, coordinator=None):
         head = head_from_config(cfg.head, len(data.workers), F.shape[1])
         objective = SelectionObjective(head, F[data.fit_rows], fit.scores, data.workers, **kw)
 
-        def held_out(rows):
-            return HeldOutAccuracy(objective, F[rows], data.train.scores[rows])
+        def held_out(rows, cost_weight=0.0):
+            costs = decision_costs(data.train.cost_matrix()[rows]) if cost_weight else None
+            return HeldOutAccuracy(objective, F[rows], data.train.scores[rows], costs=costs, cost_weight=cost_weight)
     if not len(data.select_rows):
         return objective, head, None, None
-    return (objective, head, held_out(data.select_rows),
-            held_out(data.report_rows) if len(data.report_rows) else None)
+    select = held_out(data.select_rows, cfg.fitness.cost_weight) if coordinator is None else held_out(data.select_rows)
+    return objective, head, select, held_out(data.report_rows) if len(data.report_rows) else None
+
+
+def _route_frontier(cfg: TrinityConfig, data: RouteData, x_main: np.ndarray):
+    """The cost-quality frontier (`trinity.frontier`): the main head (at fitness.cost_weight) plus
+    one head per `fitness.frontier` weight, in ascending order, each found by the same optimizer,
+    budget and selection rule, warm-started from the previous one. Returns (lams, X (K, n))."""
+    if cfg.train.mode != "head":
+        raise ConfigError("fitness.frontier: trained on cached features only (train.mode: head)")
+    ref = reference_cost(data.costs)
+    lams = sorted({float(cfg.fitness.cost_weight), *(r / ref for r in check_weights(cfg.fitness.frontier))})
+    X, x = [], x_main
+    for k, lam in enumerate(lams):
+        if lam != cfg.fitness.cost_weight:
+            c = dataclasses.replace(cfg, fitness=dataclasses.replace(cfg.fitness, cost_weight=lam))
+            objective, _, select, _ = _route_objective(c, data)
+            print(f"frontier head {k + 1}/{len(lams)}: lam {lam:.4g} per dollar", flush=True)
+            x = optimize(objective, cfg.train, run_config=c.to_dict(), name=f"{cfg.name}-frontier{k}",
+                         validate=select, x0=x).x
+        X.append(x_main if lam == cfg.fitness.cost_weight else x)
+    return np.asarray(lams), np.stack(X), ref
 
 
 # -- episode task --------------------------------------------------------------------------------
