@@ -100,14 +100,21 @@ def stage_demo() -> dict:
     return {"command": "baton demo", **res}
 
 
+# relative cost weights of TRINITY's frontier heads (trinity/frontier.py): a geometric-ish grid from
+# "cost barely matters" to "the dearest worker costs all its accuracy", fixed, not tuned per suite
+FRONTIER = "[0.003,0.01,0.02,0.03,0.05,0.07,0.1,0.15,0.2,0.3,0.5,1.0]"
+
+
 def stage_trinity() -> dict:
-    """TRINITY's selection head on LLMRouter, trained by route.yaml, scored beside the baselines."""
+    """TRINITY's selection head on LLMRouter, trained by route.yaml with a frontier of cost-weighted
+    heads (swept by the evaluator for the curve and AIQ), scored beside the baselines."""
     spec, prices, _ = SUITES["llmrouter"]
     if not Path(spec).exists():
         return {"skipped": f"data absent: {spec}"}
     ckpt = REPO / "outputs" / "results" / "trinity-llmrouter"
     cmd = [sys.executable, "-m", "routers.cli", "train", "trinity", "--config", "configs/trinity/route.yaml",
-           "--train", spec, "--out", str(ckpt), "--overwrite", f"data.prices={prices}", "train.wandb=false"]
+           "--train", spec, "--out", str(ckpt), "--overwrite", f"data.prices={prices}", "train.wandb=false",
+           f"fitness.frontier={FRONTIER}"]
     subprocess.run(cmd, check=True, cwd=REPO)
     res = run_suite("llmrouter", extra_routers=f"trinity={ckpt}")
     res["train_command"] = _shown(" ".join(["baton"] + cmd[3:]))
@@ -239,8 +246,11 @@ def render() -> str:
     if tri.is_file():
         t = json.loads(tri.read_text())
         out += ["### TRINITY on LLMRouter", ""]
-        out += render_suite({**t, "label": "TRINITY selection head (SmolLM2-135M features) beside the baselines",
-                             **({} if "skipped" in t else {})})
+        label = "TRINITY selection head (SmolLM2-135M features) beside the baselines"
+        if "fitness.frontier" in t.get("train_command", ""):
+            label += (" (its curve and AIQ: the frontier of cost-weighted heads trained by "
+                      f"`{t['train_command']}`)")
+        out += render_suite({**t, "label": label})
     demo = RESULTS / "demo.json"
     if demo.is_file():
         d = json.loads(demo.read_text())
