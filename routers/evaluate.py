@@ -152,15 +152,19 @@ def evaluate(routers: dict[str, Any], train: RoutingDataset, test: RoutingDatase
         if _is_episodic(router):
             from routers.episode_eval import score_episodes
             t0 = time.perf_counter()
-            ep = score_episodes(router, test, pool, progress=progress)
+            # a router trained at several lams (a TRINITY frontier) runs its episodes at each: a curve
+            grid = sorted({0.0, *(getattr(router, "lam_values", None) or [])})
+            sweep = [score_episodes(router, test, pool, progress=progress, lam=lam) for lam in grid]
+            ep = sweep[0]  # lam = 0: the headline row
             sc, co = ep.score, ep.cost
             row = {"kind": "episodes", "missing": 0, "fit_s": 0.0, "route_s": time.perf_counter() - t0,
                    "turns": float(ep.turns.mean()), "orchestration_tokens": float(ep.orchestration_tokens.mean()),
                    "failed_episodes": sum(e is not None for e in ep.errors),
                    "share": _worker_share(ep.workers, models)}
-            x = np.array([np.nan])  # a one-point curve: the share of calls off the weak model is per step
-            curve_pts = np.array([[_mean(co), float(sc.mean())]])
-            row["curve"] = [{"lam": 0.0, "cost": curve_pts[0, 0], "accuracy": curve_pts[0, 1], "call_share": None}]
+            x = np.full(len(grid), np.nan)  # the share of calls off the weak model is per step, not per query
+            curve_pts = np.array([[_mean(e.cost), float(e.score.mean())] for e in sweep])
+            row["curve"] = [{"lam": lam, "cost": c, "accuracy": a, "call_share": None}
+                            for lam, (c, a) in zip(grid, curve_pts)]
         else:
             sc, co, row, curve, x = _score_recorded(name, router, train, test, validation, S, C, prompts, cats,
                                                     lams, weak)
@@ -179,9 +183,9 @@ def evaluate(routers: dict[str, Any], train: RoutingDataset, test: RoutingDatase
             **row,
         }
 
-    # AIQ is an area under a cost-quality curve: episode routers have one operating point (they are
-    # not swept over lam), so they get none, and do not stretch the shared maximum cost for the others
-    curves = {n: p for n, p in points.items() if out_routers[n]["kind"] == "recorded"}
+    # AIQ is an area under a cost-quality curve: an episode router with one operating point (not
+    # trained at several lams) gets none, and does not stretch the shared maximum cost for the others
+    curves = {n: p for n, p in points.items() if out_routers[n]["kind"] == "recorded" or len(p) > 1}
     costs_known = [float(np.max(p[:, 0])) for p in curves.values() if np.isfinite(p[:, 0]).all()]
     max_cost = float("nan") if unpriced or len(costs_known) < len(curves) else max(
         [float(single_cost.max())] + [float(M.nondecreasing_convex_hull(p)[-1, 0]) for p in curves.values()])

@@ -137,3 +137,31 @@ def test_frontier_without_prices_or_with_bad_weights_is_refused(tiny):
         train_route(cfg("fitness.frontier=[1.0]"), unpriced.split("train"), None, coordinator=tiny)
     with pytest.raises(ConfigError, match="fitness.frontier"):
         train_route(cfg("fitness.frontier=[-1.0]"), ds.split("train"), None, coordinator=tiny)
+
+
+def test_multi_turn_frontier_trains_serves_and_is_swept_as_episodes(tmp_path, monkeypatch):
+    """The protocol's cost penalty gets the same family: one run, roles heads at each weight, the
+    served episode follows the request's lam, and the evaluator runs the episodes at every lam."""
+    from routers.cli import main
+    from routers.evaluate import evaluate
+    from routers.pool.config import load_pool
+    from routers.record import embedded_dataset
+    from trinity.serving import load_router
+    monkeypatch.setenv("BATON_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "mt"
+    assert main(["train", "trinity", "--config", "configs/trinity/demo.yaml", "--out", str(out),
+                 "coordinator.model=tiny", "coordinator.max_tokens=32", "data.limit=16", "train.iterations=2",
+                 "train.popsize=4", "train.batch_size=8", "train.wandb=false", "fitness.frontier=[1.0,5.0]"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    lams = json.loads((out / "config.json").read_text())["frontier"]["lams"]
+    assert len(lams) == 3 and lams[0] == 0.0 and [h["lam"] for h in metrics["frontier"]] == lams
+    assert all(h["test"]["turns"] >= 1 for h in metrics["frontier"])
+    router = load_router(str(out), serving=True)
+    assert router.lam_values == lams
+    pool = load_pool("simulated")
+    ds = embedded_dataset(0)
+    test = ds.split("test").subset(np.arange(12))
+    res = evaluate({"trinity": router}, ds.split("train"), test, pool=pool, n_boot=50, progress=False)
+    row = res["routers"]["trinity"]
+    assert row["kind"] == "episodes" and [p["lam"] for p in row["curve"]] == pytest.approx(lams)
+    assert row["aiq"] is not None  # a curve, not one operating point

@@ -228,9 +228,17 @@ class TrinityModel:
         x = self.frontier[head_index(self.lams, lam)]
         return self.head.split(self.head.population_logits(x[None], np.asarray(F, np.float32))[0])[0]
 
-    def policy(self):
+    def policy(self, lam: float | None = None):
+        """The head's decisions; with a frontier and `lam`, the frontier head that serves lam."""
         from trinity.protocol import HeadPolicy
-        return HeadPolicy(self.head)
+        if lam is None or self.frontier is None:
+            return HeadPolicy(self.head)
+        import copy
+
+        from trinity.frontier import head_index
+        head = copy.deepcopy(self.head)
+        head.set_flat(self.frontier[head_index(self.lams, lam)])
+        return HeadPolicy(head)
 
 
 def read_config(path) -> dict:

@@ -11,7 +11,7 @@
 Cost trade-off `lam` (accuracy per dollar, as for every router): a checkpoint trained with a
 frontier (`trinity.frontier`) serves lam with the head trained for it (`baton eval` sweeps exactly
 those heads); without one, the head has no cost model, so lam uses the checkpoint's mean cost per
-worker (from training data, when saved) as `softmax - lam * mean_cost`. Single-turn selection only;
+worker (from training data, when saved) as `softmax - lam * mean_cost` in single-turn selection, and
 the multi-turn protocol ignores lam.
 """
 
@@ -131,6 +131,11 @@ class TrinityServingRouter(ServingRouter):
         self.trinity, self.name = model, name
         self.workers = list(model.workers)
 
+    @property
+    def lam_values(self) -> list[float] | None:
+        """The frontier's trained lams (`baton eval` runs the episodes at each), or None."""
+        return self.trinity.lams
+
     def describe(self) -> dict[str, Any]:
         c = self.trinity.config
         return {**super().describe(), "coordinator": c.get("coordinator", {}).get("model"),
@@ -143,8 +148,8 @@ class TrinityServingRouter(ServingRouter):
         if m.head.n_roles:
             # a client must never get an empty completion: the last turn answers if no Worker did
             cfg = dataclasses.replace(m.protocol, require_answer=True)
-            return await run_episode(messages, featurizer=m.coordinator, policy=m.policy(), call=call,
-                                     workers=self.workers, cfg=cfg, sample=False)
+            return await run_episode(messages, featurizer=m.coordinator, policy=m.policy(lam if m.lams else None),
+                                     call=call, workers=self.workers, cfg=cfg, sample=False)
         if not last_user_text(messages):
             raise ConfigError("trinity: the request has no user message to route")
         text = selection_text(last_user_text(messages))
