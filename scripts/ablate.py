@@ -82,7 +82,8 @@ def main(argv=None) -> int:
                     if shared.get("coord_key") != key:
                         from trinity.coordinator import Coordinator
                         shared["coord"], shared["coord_key"] = Coordinator.from_config(cfg.coordinator), key
-                    m = train_route(cfg, *shared[data_key], out=where, coordinator=shared["coord"])
+                    m = train_route(cfg, *shared[data_key], out=where, coordinator=shared["coord"],
+                                    encoder=cfg.data.encoder)
                 else:
                     m = run(cfg, out=where)
                 test = m.get("test") or {}

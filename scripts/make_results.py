@@ -8,6 +8,9 @@ Stages (each writes results/<stage>*.json; `--only` picks some, `--skip` drops s
 - trinity: TRINITY's selection head on LLMRouter (`configs/trinity/route.yaml`) scored by the same
   evaluator beside the baselines -> results/trinity_llmrouter.json. Heavy on a cold cache
   (SmolLM2 features of ~6k prompts: ~25 min on 2 cores).
+- features: TRINITY's head on LLMRouter with each feature source (SmolLM2 penultimate token, MiniLM,
+  both), chosen on validation, test read once (scripts/ablate_features.py) -> results/features_llmrouter.json
+  (+ .md). About 10 minutes on cached features.
 - conductor: the Conductor's ablations at CPU scale as workflow families (conductor/families.py) on
   the simulated pool with coordination effects, scored as episodes by the same evaluator
   -> results/conductor_ablations.json (+ .md). About 4 minutes.
@@ -154,6 +157,21 @@ def _tidy_ablations(out: Path) -> None:
         f.write_text(_shown(f.read_text()))
 
 
+def stage_features(seeds: str = "0,1,2") -> dict:
+    """Which features TRINITY's head reads, chosen on validation (scripts/ablate_features.py states
+    the rule and writes the table); the test split is run_suite's (overlap with training dropped)."""
+    spec, prices, _ = SUITES["llmrouter"]
+    if not Path(spec).exists():
+        return {"skipped": f"data absent: {spec}"}
+    out = RESULTS / "features_llmrouter"
+    cmd = [sys.executable, "scripts/ablate_features.py", "--data", spec, "--prices", prices, "--seeds", seeds,
+           "--out", str(out)]
+    subprocess.run(cmd, check=True, cwd=REPO)
+    for f in (out.with_suffix(".json"), out.with_suffix(".md")):
+        f.write_text(_shown(f.read_text()))
+    return json.loads(out.with_suffix(".json").read_text())
+
+
 def stage_conductor() -> dict:
     """The Conductor's ablations (no subtasks, one worker, fixed vs random pool, ...) as workflow
     families: what was measured is in conductor/families.py's docstring and the JSON's `note`."""
@@ -270,6 +288,11 @@ def render() -> str:
         out += ["### TRINITY ablations on LLMRouter", ""]
         out += [f"Skipped: {a['skipped']}.", ""] if "skipped" in a else \
             [f"`{a['command']}`", "", a["table"].split("\n\n", 1)[1].strip(), "", a.get("note", "") + ".", ""]
+    feats = _load("features_llmrouter")
+    if feats:
+        out += ["### TRINITY features on LLMRouter (chosen on validation)", ""]
+        out += [f"Skipped: {feats['skipped']}.", ""] if "skipped" in feats else \
+            [(RESULTS / "features_llmrouter.md").read_text().strip(), ""]
     cond = _load("conductor_ablations")
     if cond:
         out += ["### Conductor ablations (workflow families, CPU)", ""] + render_conductor(cond)
@@ -373,7 +396,7 @@ def write_readme() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="demo,routing,trinity,ablations,conductor,bench")
+    ap.add_argument("--only", default="demo,routing,trinity,ablations,features,conductor,bench")
     ap.add_argument("--skip", default="")
     ap.add_argument("--readme", action="store_true", help="rewrite the README's generated block from results/")
     args = ap.parse_args(argv)
@@ -395,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
             _write("trinity_llmrouter", stage_trinity())
         elif stage == "ablations":
             _write("ablations", stage_ablations())
+        elif stage == "features":
+            f = stage_features()
+            if "skipped" in f:
+                _write("features_llmrouter", f)
         elif stage == "conductor":
             c = stage_conductor()
             _write("conductor_ablations", c)

@@ -49,3 +49,21 @@ def test_conductor_table_renders_every_row_and_its_reference():
     assert "| no_subtasks | best | 0.500 [0.400, 0.600] | 0.001 | 1.50 | 0.040 (full) |" in text
     assert "| full | best | 0.500 [0.400, 0.600] | 0.001 | 1.50 | - |" in text       # no p against itself
     assert "| best-single (`q`) | baseline |" in text and "needs a policy" in text
+
+
+def test_feature_table_chose_on_validation_and_is_in_the_readme_block():
+    import json
+    f = REPO / "results" / "features_llmrouter.json"
+    if not f.is_file():
+        return  # the stage has not run (no team data): nothing rendered, nothing to check
+    r = json.loads(f.read_text())
+    if "skipped" in r:
+        assert "TRINITY features" in _make_results().render() and "Skipped" in _make_results().render()
+        return
+    best = max(r["rows"], key=lambda row: row["validation_accuracy"])
+    assert r["chosen"] == best["variant"] and [row["variant"] for row in r["rows"] if row["chosen"]] == [r["chosen"]]
+    for row in r["rows"]:   # each row's validation figure is its seeds' mean
+        vals = [run["validation_accuracy"] for run in row["runs"]]
+        assert abs(row["validation_accuracy"] - sum(vals) / len(vals)) < 1e-12 and len(vals) == len(r["seeds"])
+    text = _make_results().render()
+    assert f"**{r['chosen']}** (chosen)" in text and "Chosen on validation" in text

@@ -125,7 +125,8 @@ class DataConfig:
                                       # recorded dataset; episode: multi-turn (train = task items, e.g. "mmlu:200")
     limit: int | None = checked(None, ge=1, why="null for all")  # at most this many training queries
     validation_fraction: float = checked(0.0, ge=0, lt=1)  # of the training queries, held out
-    encoder: str | None = None        # route only: routers.embed encoder (e.g. minilm) instead of the coordinator
+    encoder: str | None = None        # route only: routers.embed encoder (e.g. minilm) instead of the coordinator,
+                                      # or '+'-joined parts side by side (coordinator+minilm); no checkpoint then
 
 
 @dataclass

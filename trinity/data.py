@@ -64,9 +64,55 @@ def route_texts(prompts: list[str]) -> list[str]:
     return [render_transcript([("user", p)]) for p in prompts]
 
 
+COORDINATOR = "coordinator"   # the part of a `data.encoder` concatenation that names the run's coordinator
+
+
+def encoder_parts(encoder: str | None) -> list[str]:
+    """The parts of `data.encoder`: None -> ["coordinator"]; "minilm" -> ["minilm"];
+    "coordinator+minilm" -> both, concatenated in that order. Empty or repeated parts are refused."""
+    if encoder is None:
+        return [COORDINATOR]
+    parts = [p.strip() for p in str(encoder).split("+")]
+    if not all(parts) or len(set(parts)) != len(parts):
+        raise ConfigError(f"data.encoder {encoder!r}: feature sources joined by '+' must be non-empty and distinct "
+                          f"(e.g. coordinator+minilm)")
+    return parts
+
+
+def feature_source(encoder: str | None, coordinator=None):
+    """What `route_features` reads for `data.encoder`: the coordinator, an encoder name, or a tuple
+    of them (a concatenation). `coordinator` is required when a part is "coordinator"."""
+    parts = encoder_parts(encoder)
+    if COORDINATOR in parts and coordinator is None:
+        raise ConfigError(f"data.encoder {encoder!r}: the 'coordinator' part needs the run's coordinator")
+    srcs = tuple(coordinator if p == COORDINATOR else p for p in parts)
+    return srcs[0] if len(srcs) == 1 else srcs
+
+
+def _part_name(source) -> str:
+    return source if isinstance(source, str) else f"coordinator {getattr(source, 'name', type(source).__name__)}"
+
+
 def route_features(source, prompts: list[str]) -> np.ndarray:
-    """Features of `prompts` from a Coordinator, or from a `routers.embed` encoder name (the
-    MiniLM comparison)."""
+    """Features of `prompts` from a Coordinator, a `routers.embed` encoder name (the MiniLM
+    comparison), or a tuple of those side by side (`feature_source`). Each part is computed by its
+    own source, so from its own cache; in a concatenation every later part is scaled, row by row,
+    to the first part's L2 norm (MiniLM rows have norm 1, SmolLM2 hidden states far more, and the
+    head's fixed search scale would otherwise ignore the small part); the first part is unchanged."""
+    if isinstance(source, tuple):
+        parts = []
+        for s in source:
+            f = route_features(s, prompts)
+            if f.ndim != 2 or len(f) != len(prompts):
+                raise DataError(f"data.encoder: feature source {_part_name(s)!r} gave shape {tuple(f.shape)} for "
+                                f"{len(prompts)} prompts; every part needs one row per prompt")
+            parts.append(f)
+        ref = np.linalg.norm(parts[0], axis=1, keepdims=True)
+        scaled = [parts[0]]
+        for f in parts[1:]:
+            n = np.linalg.norm(f, axis=1, keepdims=True)
+            scaled.append(np.divide(f * ref, n, out=np.zeros_like(f), where=n > 0))
+        return np.concatenate(scaled, axis=1).astype(np.float32)
     if isinstance(source, str):
         from routers.embed import encode
         return np.asarray(encode(list(prompts), encoder=source), dtype=np.float32)

@@ -33,8 +33,8 @@ from routers.accounting import decision_costs
 from routers.errors import ConfigError
 from trinity.checkpoint import is_main_process, save_run, warm_start
 from trinity.config import TrinityConfig, load_config
-from trinity.data import (RouteData, episode_items, final_eval_items, load_routing_data, route_data, route_features,
-                          route_texts)
+from trinity.data import (COORDINATOR, RouteData, encoder_parts, episode_items, feature_source, final_eval_items,
+                          load_routing_data, route_data, route_features, route_texts)
 from trinity.fitness import HeldOutAccuracy, SelectionObjective, served_metrics
 from trinity.frontier import check_weights, reference_cost
 from trinity.frontier import to_config as frontier_config
@@ -44,10 +44,13 @@ from trinity.optimizers import optimize
 
 # -- route task ----------------------------------------------------------------------------------
 def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None = None, resume: bool = False,
-                coordinator=None, encoder: str | None = None) -> dict[str, Any]:
+                coordinator=None, encoder: str | None = None, with_head: bool = False):
     """Train the selection head on `train` (RoutingDataset); evaluate argmax routing on `test`;
-    write the checkpoint to `out`. `encoder` (e.g. "minilm") swaps the coordinator for a
-    `routers.embed` encoder (comparison runs; no checkpoint is written then)."""
+    write the checkpoint to `out`. `encoder` (`data.encoder`, e.g. "minilm", or a concatenation
+    such as "coordinator+minilm", `trinity.data.feature_source`) swaps the coordinator's features
+    for others: comparison runs, no checkpoint is written then (a router serves from one
+    coordinator's features). Returns the metrics, or (metrics, head, RouteData) `with_head`
+    (callers that score the trained head themselves, e.g. scripts/ablate_features.py)."""
     # config
     if cfg.head.roles and cfg.head.kind != "selection":
         raise ConfigError("head.roles: data.task 'route' is single-turn selection; set head.roles: false")
@@ -55,10 +58,10 @@ def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None 
     if svf and encoder is not None:
         raise ConfigError("train.mode: 'svf' needs the coordinator, not an encoder")
     t0 = time.perf_counter()
-    if encoder is None and coordinator is None:
+    if coordinator is None and COORDINATOR in encoder_parts(encoder):
         from trinity.coordinator import Coordinator
         coordinator = Coordinator.from_config(cfg.coordinator)
-    source = encoder if encoder is not None else coordinator
+    source = feature_source(encoder, coordinator)
     # data and features
     data = route_data(cfg, train, test, source, features=not svf)
     # objective
@@ -100,10 +103,13 @@ def train_route(cfg: TrinityConfig, train, test=None, *, out: str | Path | None 
         metrics["frontier"] = heads
     metrics["seconds"]["total"] = time.perf_counter() - t0
     # checkpoint
+    if encoder is not None and out is not None:
+        print(f"data.encoder {encoder!r}: comparison run, no router checkpoint written to {out} (metrics only): "
+              "a served router computes its features with its one coordinator", flush=True)
     save_run(out, metrics=metrics, history=res.history, coordinator=None if encoder is not None else coordinator,
              head=head, workers=data.workers, protocol=cfg.protocol, svf=coordinator.svf if svf else None,
              training=cfg.to_dict(), mean_cost=data.mean_cost, frontier=family)
-    return metrics
+    return (metrics, head, data) if with_head else metrics
 
 
 def _route_objective(cfg: TrinityConfig, data: RouteData, coordinator=None):
