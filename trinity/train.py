@@ -285,5 +285,5 @@ def cli_train(args) -> int:
         return 0
     print(json.dumps({k: v for k, v in metrics.items() if k in ("train", "test", "evaluation", "spend")}, indent=2,
                      default=str))
-    print(f"checkpoint and metrics in {out}/")
+    print(f"{'metrics (no checkpoint: data.encoder)' if cfg.data.encoder else 'checkpoint and metrics'} in {out}/")
     return 0
