@@ -300,7 +300,7 @@ def render() -> str:
     bench = RESULTS / "bench.json"
     if bench.is_file():
         b = json.loads(bench.read_text())
-        out += ["### Benchmarks", "", "| benchmark | status | file |", "|---|---|---|"]
+        out += ["### Benchmark runs (status of the last `make results`)", "", "| benchmark | status | file |", "|---|---|---|"]
         for k, v in b.items():
             status = v.get("skipped") or ("ok" if v.get("rc") == 0 else f"failed (rc {v.get('rc')})")
             out.append(f"| {k} | {status} | `{v.get('file', '-')}` |")
