@@ -148,7 +148,7 @@ class TrinityServingRouter(ServingRouter):
         if m.head.n_roles:
             # a client must never get an empty completion: the last turn answers if no Worker did
             cfg = dataclasses.replace(m.protocol, require_answer=True)
-            return await run_episode(messages, featurizer=m.coordinator, policy=m.policy(lam if m.lams else None),
+            return await run_episode(messages, featurizer=m.coordinator, policy=m.policy(lam) if m.lams else m.policy(),
                                      call=call, workers=self.workers, cfg=cfg, sample=False)
         if not last_user_text(messages):
             raise ConfigError("trinity: the request has no user message to route")
