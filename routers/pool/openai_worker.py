@@ -42,44 +42,50 @@ API_PARAMS = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "st
               "presence_penalty", "frequency_penalty", "logit_bias", "user", "n", *PASSTHROUGH_PARAMS,
               "extra_body")  # extra_body: provider-specific fields (e.g. OpenRouter `reasoning`), merged in
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-SHARD_CONNECTIONS = 8
+SHARD_CONNECTIONS = 2
 
 
 class ClientPool:
-    """Keep-alive httpx clients shared by every worker on one event loop, each holding at most
-    `SHARD_CONNECTIONS` connections, the least busy leased first (a new one when all are full).
-
+    """Keep-alive httpx clients shared by every worker on one event loop, per origin, each holding
+    at most `SHARD_CONNECTIONS` connections, the least busy leased first (a new one when all are full).
     Why shards: httpcore's pool does O(connections^2) work per request (its
     `_assign_requests_to_connections` re-counts the connections for every idle one); with one
     client at 64 requests in flight that was 85% of the gateway's CPU (cProfile,
-    scripts/bench_serve.py). Shards of 8 keep it small while connections are still reused."""
+    scripts/bench_serve.py). Small shards keep it small while connections are still reused: `baton
+    record` over 4 stub servers spent 1.73 ms of CPU per request with shards of 8, 1.10 ms with 2
+    and 1.08 ms with 1 (6,000 requests, 32 in flight).
+    Why per origin: a shard shared by workers on different hosts closes one host's idle
+    connection to open another's, so requests paid TCP connects and closes (cProfile of
+    `baton record` over 4 stub servers: 12,000 connection closes for 6,000 requests)."""
 
     def __init__(self):
-        self.clients: list[httpx.AsyncClient] = []
-        self.busy: list[int] = []
+        self.clients: dict[str, list[httpx.AsyncClient]] = {}
+        self.busy: dict[str, list[int]] = {}
         self._ssl: ssl.SSLContext | None = None    # one for all shards (each costs ~50 ms to build)
 
     @contextlib.asynccontextmanager
-    async def lease(self):
-        i = min(range(len(self.clients)), key=self.busy.__getitem__, default=None)
-        if i is None or self.busy[i] >= SHARD_CONNECTIONS:
+    async def lease(self, origin: str = ""):
+        clients, busy = self.clients.setdefault(origin, []), self.busy.setdefault(origin, [])
+        i = min(range(len(clients)), key=busy.__getitem__, default=None)
+        if i is None or busy[i] >= SHARD_CONNECTIONS:
             limits = httpx.Limits(max_connections=SHARD_CONNECTIONS, max_keepalive_connections=SHARD_CONNECTIONS,
                                   keepalive_expiry=60)
             if self._ssl is None:
                 self._ssl = ssl.create_default_context(cafile=certifi.where())
-            self.clients.append(httpx.AsyncClient(limits=limits, timeout=60.0, verify=self._ssl))  # env proxies kept
-            self.busy.append(0)
-            i = len(self.clients) - 1
-        self.busy[i] += 1
+            clients.append(httpx.AsyncClient(limits=limits, timeout=60.0, verify=self._ssl))  # env proxies kept
+            busy.append(0)
+            i = len(clients) - 1
+        busy[i] += 1
         try:
-            yield self.clients[i]
+            yield clients[i]
         finally:
-            self.busy[i] -= 1
+            busy[i] -= 1
 
     async def aclose(self) -> None:
-        for c in self.clients:
-            await c.aclose()
-        self.clients, self.busy = [], []
+        for shard in self.clients.values():
+            for c in shard:
+                await c.aclose()
+        self.clients, self.busy = {}, {}
 
 
 _POOLS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClientPool]" = weakref.WeakKeyDictionary()
@@ -262,7 +268,7 @@ class OpenAIWorker(Worker):
         async with self._sem():
             t0 = time.perf_counter()
             try:
-                async with client_pool().lease() as client:
+                async with client_pool().lease(self.url) as client:
                     r = await client.post(**req, timeout=self.timeout)
             except Exception as e:  # noqa: BLE001 - every failure becomes a typed WorkerError
                 raise self._map_error(e) from e
@@ -317,7 +323,7 @@ class OpenAIWorker(Worker):
         async with self._sem():
             t0 = time.perf_counter()
             try:
-                async with client_pool().lease() as client, \
+                async with client_pool().lease(self.url) as client, \
                         client.stream("POST", **req, timeout=self.timeout) as r:
                     if r.status_code != 200:
                         raise self._status_error(r.status_code, r.headers, await r.aread())
