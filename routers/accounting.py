@@ -38,6 +38,11 @@ def mean_cost(costs, axis=None):
     return c.mean(axis=axis)  # NaN propagates by design
 
 
+def known_dollars(x) -> float | None:
+    """A dollar figure for JSON and tables: None where it is unknown (None or NaN), never 0."""
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
 def unpriced_models(costs, models: list[str]) -> list[str]:
     """Models with at least one unknown cost cell in (n, m) `costs` (None: every model)."""
     if costs is None:

@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_results import BASELINES, _f  # noqa: E402  (the suites' baselines and number format, one home)
+
 # name -> (what it is, config overrides): every other setting comes from --config
 VARIANTS = {
     "smollm2": ("SmolLM2-135M, last layer, penultimate token (paper; route.yaml)", []),
@@ -47,7 +50,6 @@ VARIANTS = {
     "smollm2-last-token": ("SmolLM2-135M, last layer, last token", ["coordinator.position=-1"]),
 }
 DEFAULT = "smollm2,minilm,smollm2+minilm"
-BASELINES = "random,best-single,knn,mlp,mf,sw-elo,cascade"   # scripts/make_results.py's
 
 
 def load_splits(spec: str, prices: str | None):
@@ -171,10 +173,6 @@ def main(argv=None) -> int:
     out.with_suffix(".md").write_text("\n".join(render(result)) + "\n")
     print("\n".join(render(result)))
     return 0
-
-
-def _f(v, fmt=".3f") -> str:
-    return "?" if v is None else format(v, fmt)
 
 
 def render(r: dict) -> list[str]:

@@ -211,6 +211,7 @@ class TrinityModel:
         return None if mc is None else np.asarray(mc, dtype=np.float64)
 
     frontier: np.ndarray | None = None  # (K, n_params) heads along config["frontier"]["lams"], or None
+    _policies: dict = field(default_factory=dict, repr=False)  # frontier head index -> served policy
 
     @property
     def lams(self) -> list[float] | None:
@@ -236,9 +237,12 @@ class TrinityModel:
         import copy
 
         from trinity.frontier import head_index
-        head = copy.deepcopy(self.head)
-        head.set_flat(self.frontier[head_index(self.lams, lam)])
-        return HeadPolicy(head)
+        k = head_index(self.lams, lam)
+        if k not in self._policies:  # one head object per trained lam, not one per request
+            head = copy.deepcopy(self.head)
+            head.set_flat(self.frontier[k])
+            self._policies[k] = HeadPolicy(head)
+        return self._policies[k]
 
 
 def read_config(path) -> dict:

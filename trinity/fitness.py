@@ -21,7 +21,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from routers.accounting import decision_costs, mean_cost, score_chosen
+from routers.accounting import decision_costs, known_dollars, mean_cost, score_chosen
 
 from routers.errors import DataError
 from trinity.config import FitnessConfig
@@ -178,13 +178,8 @@ class SelectionObjective:
         c = np.full(scores.shape, np.nan) if costs is None else np.asarray(costs, np.float64)
         counts = np.bincount(choice, minlength=len(self.workers))
         # the evaluator's rule (routers.accounting): a missing score chosen is 0, an unknown cost unknown
-        return {"accuracy": float(score_chosen(scores[r, choice])[0].mean()), "cost": _known(mean_cost(c[r, choice])),
-                "n": int(len(choice)), "worker_share": {w: float(k / len(choice)) for w, k in zip(self.workers, counts)}}
-
-
-def _known(x) -> float | None:
-    """A dollar figure, or None where it is unknown (an unpriced model was chosen)."""
-    return float(x) if np.isfinite(x) else None
+        return {"accuracy": float(score_chosen(scores[r, choice])[0].mean()),
+                "cost": known_dollars(mean_cost(c[r, choice])), "n": int(len(choice)), "worker_share": {w: float(k / len(choice)) for w, k in zip(self.workers, counts)}}
 
 
 class HeldOutAccuracy:

@@ -44,6 +44,11 @@ def reference_cost(decision_costs: np.ndarray) -> float:
     return ref
 
 
+def frontier_lams(cost_weight: float, relative, ref: float) -> list[float]:
+    """The family's lams, ascending: the main head's `cost_weight` plus r / ref for each relative r."""
+    return sorted({float(cost_weight), *(r / ref for r in check_weights(relative))})
+
+
 def head_index(lams, lam: float, where: str = "trinity") -> int:
     """Index of the trained head that serves `lam`: the largest trained lam <= lam, clamped with a
     warning outside the trained range."""

@@ -154,14 +154,11 @@ class TrinityServingRouter(ServingRouter):
             raise ConfigError("trinity: the request has no user message to route")
         text = selection_text(last_user_text(messages))
         t0 = time.perf_counter()
-        if m.lams is not None:  # the frontier head trained for lam
-            logits = await asyncio.to_thread(m.agent_logits, [text], None, lam)
-            util = softmax(logits[0])
-        else:
-            logits = await asyncio.to_thread(m.agent_logits, [text])
-            util = softmax(logits[0])
-            if lam and m.mean_cost is not None:
-                util = util - lam * m.mean_cost
+        # a frontier serves lam with the head trained for it; a single head trades off by mean cost
+        logits = await asyncio.to_thread(m.agent_logits, [text], None, lam if m.lams else None)
+        util = softmax(logits[0])
+        if m.lams is None and lam and m.mean_cost is not None:
+            util = util - lam * m.mean_cost
         ranking = [self.workers[j] for j in np.argsort(-util, kind="stable")]
         dt = time.perf_counter() - t0
         reply = await call(ranking, messages, {"role": "worker"})

@@ -34,16 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from routers.accounting import known_dollars
 from routers.errors import ConfigError
 from routers.pool.base import estimate_tokens, messages_tokens
 from trinity.config import TrinityConfig
 
 ROUTE_NOTE = ("data.task route replays recorded scores and costs: no worker calls, nothing spent "
               "(train.max_spend_usd applies to episode training)")
-
-
-def _known(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
 
 
 # -- prices ---------------------------------------------------------------------------------------
@@ -114,16 +111,16 @@ class Projection:
         dear, mean = item_costs(train_items)
         batches = [minibatch(len(train_items), cfg.train.batch_size, cfg.train.seed, g) for g in range(G)]
         gen_calls = [P * R * K * len(b) for b in batches]
-        gen_usd = [_known(P * R * float(dear[b].sum())) for b in batches]
+        gen_usd = [known_dollars(P * R * float(dear[b].sum())) for b in batches]
         e_dear = [item_costs(its) for its in (eval_items, test_items) if its]
         eval_calls = (len(eval_items) + len(test_items)) * K
-        eval_usd = _known(sum(float(d.sum()) for d, _ in e_dear))
-        eval_mean = _known(sum(float(m.sum()) for _, m in e_dear))
+        eval_usd = known_dollars(sum(float(d.sum()) for d, _ in e_dear))
+        eval_mean = known_dollars(sum(float(m.sum()) for _, m in e_dear))
         usd = None if eval_usd is None or None in gen_usd else sum(gen_usd) + eval_usd
         n_asked = np.zeros(len(train_items))
         for b in batches:
             n_asked[b] += 1
-        mean_usd = _known(P * R * float((n_asked[:, None] * mean).sum()))
+        mean_usd = known_dollars(P * R * float((n_asked[:, None] * mean).sum()))
         mean_usd = None if mean_usd is None or eval_mean is None else mean_usd + eval_mean
         cached_calls = cached_usd = None
         if cached:   # first-turn calls: all P*R of an item's first generation, then P*R in at most W*roles more
@@ -131,7 +128,7 @@ class Projection:
             first = (n_asked > 0) * (1 + later) * P * R
             rest = n_asked * P * R
             cached_calls = int(first.sum() + (rest * (K - 1)).sum()) + eval_calls
-            cu = _known(float((first * dear[:, 0]).sum() + (rest[:, None] * dear[:, 1:]).sum()))
+            cu = known_dollars(float((first * dear[:, 0]).sum() + (rest[:, None] * dear[:, 1:]).sum()))
             cached_usd = None if cu is None or eval_usd is None else cu + eval_usd
         return cls(batch=len(batches[0]) if batches else 0, generation_calls=gen_calls, generation_usd=gen_usd,
                    calls=sum(gen_calls) + eval_calls, cached_calls=cached_calls, usd=usd, cached_usd=cached_usd,
@@ -237,7 +234,7 @@ class SpendMeter:
         Summed exactly (fsum), so the order replies came back in does not change the figure."""
         calls, hits, usd = self._calls, self._hits, self._usd
         self._calls, self._hits, self._usd = 0, 0, []
-        return calls, hits, _known(math.fsum(usd))   # a NaN (unknown) term makes the sum unknown
+        return calls, hits, known_dollars(math.fsum(usd))   # a NaN (unknown) term makes the sum unknown
 
 
 class SpendGuard:

@@ -36,7 +36,7 @@ from trinity.config import TrinityConfig, load_config
 from trinity.data import (COORDINATOR, RouteData, encoder_parts, episode_items, feature_source, final_eval_items,
                           load_routing_data, route_data, route_features, route_texts)
 from trinity.fitness import HeldOutAccuracy, SelectionObjective, served_metrics
-from trinity.frontier import check_weights, reference_cost
+from trinity.frontier import frontier_lams, reference_cost
 from trinity.frontier import to_config as frontier_config
 from trinity.heads import head_from_config
 from trinity.optimizers import optimize
@@ -151,7 +151,7 @@ def _route_frontier(cfg: TrinityConfig, data: RouteData, x_main: np.ndarray):
     if cfg.train.mode != "head":
         raise ConfigError("fitness.frontier: trained on cached features only (train.mode: head)")
     ref = reference_cost(data.costs)
-    lams = sorted({float(cfg.fitness.cost_weight), *(r / ref for r in check_weights(cfg.fitness.frontier))})
+    lams = frontier_lams(cfg.fitness.cost_weight, cfg.fitness.frontier, ref)
     X, x = [], x_main
     for k, lam in enumerate(lams):
         if lam != cfg.fitness.cost_weight:
@@ -207,7 +207,7 @@ def train_episode(cfg: TrinityConfig, items: list, pool, *, test_items: list | N
     family = None
     if cfg.fitness.frontier and not refused:
         family, metrics["frontier"] = _episode_frontier(cfg, items, pool, coordinator, head, workers, res.x,
-                                                        metrics["train"]["cost"], eval_items, test_items, guard)
+                                                        metrics, eval_items, test_items, guard)
     if guard is not None:
         metrics["spend"] = guard.summary()
     metrics["seconds"] = time.perf_counter() - t0
@@ -217,36 +217,40 @@ def train_episode(cfg: TrinityConfig, items: list, pool, *, test_items: list | N
     return metrics
 
 
-def _episode_frontier(cfg: TrinityConfig, items, pool, coordinator, head, workers, x_main, ref, eval_items,
+def _episode_frontier(cfg: TrinityConfig, items, pool, coordinator, head, workers, x_main, main: dict, eval_items,
                       test_items, guard):
     """The multi-turn frontier (`trinity.frontier`): the main head plus one roles head per
     `fitness.frontier` weight, each trained on episodes with that cost penalty (same optimizer,
     budget and spend guard), warm-started from the previous one. A relative weight's unit here is
-    the main (cost-weight) head's mean dollars per training question, `ref`: r = 1 means paying
-    what that policy pays costs one point of accuracy. Returns (checkpoint family, per-head metrics)."""
+    the main (cost-weight) head's mean dollars per training question (`main`, its metrics, which
+    are reused): r = 1 means paying what that policy pays costs one point of accuracy. Returns
+    (checkpoint family, per-head metrics)."""
     from trinity.episodes import EpisodeObjective
+    ref = main["train"]["cost"]
     if cfg.svf.enabled:
         raise ConfigError("fitness.frontier: heads on a fixed coordinator only (svf.enabled: false)")
     if not ref or not np.isfinite(ref) or ref <= 0:
         raise ConfigError(f"fitness.frontier: the main head's episodes cost {ref!r} dollars per question, so there "
                           "is no cost to trade against (price the pool's workers)")
-    lams = sorted({float(cfg.fitness.cost_weight), *(r / ref for r in check_weights(cfg.fitness.frontier))})
+    lams = frontier_lams(cfg.fitness.cost_weight, cfg.fitness.frontier, ref)
     X, heads, x = [], [], x_main
     for k, lam in enumerate(lams):
+        if lam == cfg.fitness.cost_weight:  # the main head, trained and evaluated already
+            X.append(x_main)
+            heads.append({"lam": float(lam), **{s: main[s] for s in ("train", "test") if s in main}})
+            continue
         fitness = dataclasses.replace(cfg.fitness, cost_weight=lam)
         objective = EpisodeObjective(items, pool, coordinator, head, workers, cfg.protocol, fitness=fitness,
                                      repeats=cfg.train.repeats, batch_size=cfg.train.batch_size,
                                      seed=cfg.train.seed)
-        if lam != cfg.fitness.cost_weight:
-            print(f"frontier head {k + 1}/{len(lams)}: lam {lam:.4g} per dollar", flush=True)
-            c = dataclasses.replace(cfg, fitness=fitness)
-            x = optimize(objective, cfg.train, run_config=c.to_dict(), name=f"{cfg.name}-frontier{k}", x0=x,
-                         guard=guard).x
-        xk = x_main if lam == cfg.fitness.cost_weight else x
-        X.append(xk)
-        h = {"lam": float(lam), "train": objective.evaluate_final(xk, eval_items)[0].__dict__}
+        print(f"frontier head {k + 1}/{len(lams)}: lam {lam:.4g} per dollar", flush=True)
+        c = dataclasses.replace(cfg, fitness=fitness)
+        x = optimize(objective, cfg.train, run_config=c.to_dict(), name=f"{cfg.name}-frontier{k}", x0=x,
+                     guard=guard).x
+        X.append(x)
+        h = {"lam": float(lam), "train": objective.evaluate_final(x, eval_items)[0].__dict__}
         if test_items:
-            h["test"] = objective.evaluate_final(xk, test_items)[0].__dict__
+            h["test"] = objective.evaluate_final(x, test_items)[0].__dict__
         heads.append(h)
     head.set_flat(x_main)
     return {"config": frontier_config(lams, cfg.fitness.frontier, ref), "heads": np.stack(X)}, heads
