@@ -6,8 +6,11 @@ Every row trains the same head with the same hyper-parameters, budget, selection
 - smollm2: the coordinator's last layer at the penultimate token (the paper's choice; route.yaml);
 - minilm: MiniLM sentence embeddings (`data.encoder=minilm`);
 - smollm2+minilm: both side by side (`data.encoder=coordinator+minilm`, `trinity.data.route_features`).
-Other layers and poolings need a new coordinator pass over every prompt (about 25 minutes on two
-idle cores per layer); `--variants` runs them when their features are cached (`VARIANTS` lists them).
+- other SmolLM2 layers (10, 20 of 30), the last token, and mean pooling over the tokens: every SmolLM2
+  view comes from ONE coordinator pass over the prompts (`trinity.coordinator.precompute_views`:
+  a forward pass returns every layer's hidden states), cached on disk like any coordinator feature.
+A concatenation trains but is not servable (a checkpoint has one coordinator), so the result also
+names the best servable variant by the same rule (`chosen_servable`), which suite runs train.
 
 Data, as `scripts/make_results.py: run_suite` (`baton eval --drop-overlap`): the publisher's train
 split fits; TRINITY holds out `data.validation_fraction` of it and halves that: one half picks each
@@ -39,17 +42,28 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_results import BASELINES, _f  # noqa: E402  (the suites' baselines and number format, one home)
 
-# name -> (what it is, config overrides): every other setting comes from --config
+# name -> (what it is, config overrides): every other setting comes from --config. SmolLM2-135M has
+# 30 blocks (hidden states 0..30); every SmolLM2 view comes from one pass (`precompute_views`)
 VARIANTS = {
     "smollm2": ("SmolLM2-135M, last layer, penultimate token (paper; route.yaml)", []),
+    "smollm2-last-token": ("SmolLM2-135M, last layer, last token", ["coordinator.position=-1"]),
+    "smollm2-mean": ("SmolLM2-135M, last layer, mean over tokens", ["coordinator.pooling=mean"]),
+    "smollm2-layer20": ("SmolLM2-135M, layer 20 of 30, penultimate token", ["coordinator.layer=20"]),
+    "smollm2-layer20-mean": ("SmolLM2-135M, layer 20 of 30, mean over tokens",
+                             ["coordinator.layer=20", "coordinator.pooling=mean"]),
+    "smollm2-layer10": ("SmolLM2-135M, layer 10 of 30, penultimate token", ["coordinator.layer=10"]),
+    "smollm2-layer10-mean": ("SmolLM2-135M, layer 10 of 30, mean over tokens",
+                             ["coordinator.layer=10", "coordinator.pooling=mean"]),
     "minilm": ("MiniLM sentence embedding", ["data.encoder=minilm"]),
     "smollm2+minilm": ("both, side by side (MiniLM rows scaled to the SmolLM2 row's norm)",
                        ["data.encoder=coordinator+minilm"]),
-    # a new coordinator pass each (cached afterwards): not in the default set
-    "smollm2-layer15": ("SmolLM2-135M, layer 15 of 30, penultimate token", ["coordinator.layer=15"]),
-    "smollm2-last-token": ("SmolLM2-135M, last layer, last token", ["coordinator.position=-1"]),
 }
-DEFAULT = "smollm2,minilm,smollm2+minilm"
+DEFAULT = ",".join(VARIANTS)
+
+
+def _servable(name: str) -> bool:
+    """A checkpoint serves one feature source (its coordinator); concatenations train, not serve."""
+    return not any(o.startswith("data.encoder=") and "+" in o for o in VARIANTS[name][1])
 
 
 def load_splits(spec: str, prices: str | None):
@@ -60,7 +74,41 @@ def load_splits(spec: str, prices: str | None):
     return split_for_eval(data, None, data_spec=spec, drop_overlap=True)
 
 
-def run_variant(name: str, config: str, overrides: list[str], seeds: list[int], train, test, coordinator):
+def _key(c) -> tuple:
+    return (c.model, c.layer, c.position, c.pooling, c.max_tokens, getattr(c, "truncation_side", "right"))
+
+
+def coordinators(config: str, overrides: list[str], names: list[str], texts: list[str]) -> dict:
+    """One coordinator per SmolLM2 view the variants read, sharing one loaded model, their features
+    computed in one pass over `texts` (one forward per batch serves every layer and pooling)."""
+    from trinity.config import load_config
+    from trinity.coordinator import Coordinator, precompute_views
+    from trinity.data import COORDINATOR, encoder_parts
+    out: dict = {}
+    for n in names:
+        cfg = load_config(config, [*overrides, *VARIANTS[n][1], "train.wandb=false"])
+        if cfg.data.encoder is not None and COORDINATOR not in encoder_parts(cfg.data.encoder):
+            continue  # reads no coordinator
+        c = cfg.coordinator
+        if _key(c) in out:
+            continue
+        kw = dict(layer=c.layer, position=c.position, pooling=c.pooling, max_tokens=c.max_tokens,
+                  batch_size=c.batch_size, device=c.device, dtype=c.dtype, truncation_side=_key(c)[-1])
+        lead = next((o for k, o in out.items() if k[0] == c.model), None)
+        out[_key(c)] = Coordinator.from_config(c) if lead is None else \
+            Coordinator.from_model(lead.model, lead.tokenizer, lead.name, **kw)
+    for model in dict.fromkeys(k[0] for k in out):
+        group = [o for k, o in out.items() if k[0] == model]
+        for (mt, ts) in {(o.max_tokens, o.truncation_side) for o in group}:
+            views = [o for o in group if (o.max_tokens, o.truncation_side) == (mt, ts)]
+            t0 = time.perf_counter()
+            n = precompute_views(views, texts, progress=True)
+            print(json.dumps({"coordinator_pass": model, "views": len(views), "texts_computed": n,
+                              "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+    return out
+
+
+def run_variant(name: str, config: str, overrides: list[str], seeds: list[int], train, test, coords: dict):
     """Train the variant once per seed; per seed its validation accuracy and per-test-question scores."""
     from routers.accounting import score_chosen
     from trinity.config import load_config
@@ -69,15 +117,12 @@ def run_variant(name: str, config: str, overrides: list[str], seeds: list[int], 
     runs = []
     for seed in seeds:
         cfg = load_config(config, [*overrides, *VARIANTS[name][1], f"train.seed={seed}", "train.wandb=false"])
-        if coordinator.get("key") != (cfg.coordinator.model, cfg.coordinator.layer, cfg.coordinator.position,
-                                      cfg.coordinator.max_tokens):
-            from trinity.coordinator import Coordinator
-            coordinator["obj"] = Coordinator.from_config(cfg.coordinator)
-            coordinator["key"] = (cfg.coordinator.model, cfg.coordinator.layer, cfg.coordinator.position,
-                                  cfg.coordinator.max_tokens)
+        coordinator = coords.get(_key(cfg.coordinator))
+        if coordinator is None:  # a variant that reads no coordinator (train_route loads none)
+            coordinator = next(iter(coords.values()), None)
         tr, _ = split_routing_dataset(cfg, train, name="train split")
         t0 = time.perf_counter()
-        m, head, data = train_route(cfg, tr, test, coordinator=coordinator["obj"], encoder=cfg.data.encoder,
+        m, head, data = train_route(cfg, tr, test, coordinator=coordinator, encoder=cfg.data.encoder,
                                     with_head=True)
         choice = head.logits(data.test_features)[:, :len(data.workers)].argmax(1)
         score, _ = score_chosen(data.test.scores[np.arange(len(choice)), choice])
@@ -103,6 +148,9 @@ def main(argv=None) -> int:
     p.add_argument("--config", default="configs/trinity/route.yaml", help="the config every variant shares")
     p.add_argument("--variants", default=DEFAULT, help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--train-limit", type=int, default=None,
+                   help="TRINITY fits on at most this many training queries, the same seeded subset for every "
+                        "row (as `data.limit` with train.seed=0 picks them); the baselines fit on all")
     p.add_argument("--set", nargs="*", default=[], dest="overrides", help="key=value overrides for every row")
     p.add_argument("--out", default="outputs/features", help="writes OUT.json and OUT.md")
     args = p.parse_args(argv)
@@ -118,12 +166,20 @@ def main(argv=None) -> int:
     overrides = [*args.overrides] + ([f"data.prices={args.prices}"] if args.prices else [])
     t0 = time.perf_counter()
     train, validation, test = load_splits(args.data, args.prices)
+    trinity_train = train
+    if args.train_limit is not None and args.train_limit < len(train):  # split_routing_dataset's draw, seed 0
+        trinity_train = train.subset(np.sort(np.random.default_rng(0).choice(len(train), args.train_limit, replace=False)))
 
+    # 0. every SmolLM2 view in one coordinator pass over the prompts TRINITY reads (train and test)
+    from trinity.data import route_texts
+    coords = coordinators(args.config, overrides, names, route_texts([*trinity_train.prompts, *test.prompts]))
     # 1. every variant, every seed: validation decides
-    coordinator: dict = {}
-    runs = {n: run_variant(n, args.config, overrides, seeds, train, test, coordinator) for n in names}
+    runs = {n: run_variant(n, args.config, overrides, seeds, trinity_train, test, coords) for n in names}
     val = {n: _mean_sd([r["validation_accuracy"] for r in runs[n]]) for n in names}
-    chosen = max(names, key=lambda n: (val[n][0], -names.index(n)))
+    pick = lambda pool: max(pool, key=lambda n: (val[n][0], -names.index(n)))  # noqa: E731
+    chosen = pick(names)
+    servable = [n for n in names if _servable(n)]
+    chosen_servable = pick(servable) if servable else None
 
     # 2. the test split, once: baselines by the evaluator, then every row's intervals and p-values
     base = evaluate(build_routers(BASELINES), train, test, validation=validation, seed=0, progress=False)
@@ -152,20 +208,18 @@ def main(argv=None) -> int:
     cmd = "python scripts/ablate_features.py " + " ".join(sys.argv[1:] if argv is None else argv)
     result = {
         "command": cmd, "data": args.data, "config": args.config, "seeds": seeds, "overrides": args.overrides,
-        "n_train": len(train), "n_test": len(test), "test_rule": test.meta.get("test_rule"),
+        "n_train": len(train), "n_train_trinity": len(trinity_train), "n_test": len(test), "test_rule": test.meta.get("test_rule"),
         "rule": (f"chosen on validation: the highest mean validation accuracy over seeds {args.seeds} (held-out "
                  f"training queries no run's selection saw); test read once, after the choice"),
-        "chosen": chosen, "best_single": {"model": test.models[best["index"]], "accuracy": float(columns["best single"].mean())},
+        "chosen": chosen, "chosen_servable": chosen_servable,
+        "chosen_servable_overrides": VARIANTS[chosen_servable][1] if chosen_servable else None,
+        "best_single": {"model": test.models[best["index"]], "accuracy": float(columns["best single"].mean())},
         "best_baseline": {"router": best_baseline, "accuracy": rivals[best_baseline]["accuracy"],
                           "accuracy_ci": rivals[best_baseline]["accuracy_ci"]},
         "baselines": {k: {"accuracy": v["accuracy"], "accuracy_ci": v["accuracy_ci"], "cost": v["cost"]}
                       for k, v in rivals.items()},
         "n_boot": base["n_boot"], "rows": rows, "seconds": time.perf_counter() - t0,
-        "not_run": "Not in this table: other SmolLM2 layers and poolings (" + ", ".join(
-            k for k in VARIANTS if k not in names) + " are listed in the script; mean pooling is not offered by the "
-            "coordinator). Each needs a new coordinator pass over every prompt, which this shared 2-core machine "
-            "could not afford; `--variants` runs them once their features are cached "
-            "(scripts/extract_features.py on a faster machine).",
+        "not_run": "Not run here: " + (", ".join(k for k in VARIANTS if k not in names) or "none") + ".",
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +235,9 @@ def render(r: dict) -> list[str]:
         sd = row.get(k + "_sd")
         return _f(row[k], fmt) + ("" if sd is None else " ± " + _f(sd, fmt))
     bb = r["best_baseline"]
-    lines = [f"{r['n_test']} test questions, {r['test_rule']}; {r['n_train']} training queries. Every row: "
+    lines = [f"{r['n_test']} test questions, {r['test_rule']}; {r['n_train']} training queries"
+             f"{'' if r.get('n_train_trinity', r['n_train']) == r['n_train'] else ' (TRINITY fits on a seeded ' + str(r['n_train_trinity'])}"
+             f"{'' if r.get('n_train_trinity', r['n_train']) == r['n_train'] else ' of them)'}. Every row: "
              f"`{r['config']}` (same head, optimizer, budget and selection), seeds {', '.join(map(str, r['seeds']))} "
              f"(validation, train, test cost: mean ± sd). Test accuracy: mean over seeds per question, 95% bootstrap "
              f"interval; p: paired bootstrap against the best single model ({r['best_single']['model']}, "

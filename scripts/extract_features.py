@@ -2,7 +2,8 @@
 
 Coordinator passes are the scarce resource on CPU (~250 tokens/s for SmolLM2-135M; a 6,000-query
 routing set is ~25 min per extraction), and a GPU does the same in seconds. This script runs the
-`trinity.coordinator.Coordinator` code itself, one file per layer, so the features are the ones a
+`trinity.coordinator.Coordinator` code itself, one pass for every layer and pooling asked for
+(`precompute_views`) and one file per view, so the features are the ones a
 checkpoint trained on them will see when it later runs the coordinator locally:
 
     # on the GPU box: routing prompts as `user: <prompt>`, hidden states of several layers
@@ -40,35 +41,40 @@ def _prompts(spec: str, split: str | None) -> list[str]:
 
 
 def extract(args) -> dict:
+    import itertools
+
     import torch
 
-    from trinity.coordinator import Coordinator
+    from trinity.coordinator import Coordinator, precompute_views
     from trinity.data import route_texts
     texts = route_texts(_prompts(args.data, args.split))
     sha = np.array([hashlib.sha256(t.encode()).hexdigest() for t in texts])
     layers = [int(x) for x in args.layers.split(",")]
-    base = Coordinator(args.coordinator, layer=layers[0], position=args.position, max_tokens=args.max_tokens,
-                       batch_size=args.batch, device=args.device, dtype=args.dtype,
-                       truncation_side=args.truncation_side, disk_cache=False)
+    poolings = args.poolings.split(",")
+    kw = dict(position=args.position, max_tokens=args.max_tokens, batch_size=args.batch, device=args.device,
+              dtype=args.dtype, truncation_side=args.truncation_side, disk_cache=False)
+    base = Coordinator(args.coordinator, layer=layers[0], pooling=poolings[0], **kw)
+    coords = [base if (layer, pool) == (layers[0], poolings[0]) else
+              Coordinator.from_model(base.model, base.tokenizer, base.name, layer=layer, pooling=pool, **kw)
+              for layer, pool in itertools.product(layers, poolings)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.coordinator).stem if "/" in args.coordinator else args.coordinator
-    summary = {"texts": len(texts), "device": args.device, "dtype": args.dtype, "files": []}
-    for layer in layers:
-        coord = base if layer == layers[0] else Coordinator.from_model(
-            base.model, base.tokenizer, base.name, layer=layer, position=args.position, max_tokens=args.max_tokens,
-            batch_size=args.batch, device=args.device, dtype=args.dtype, truncation_side=args.truncation_side,
-            disk_cache=False)
-        t0 = time.perf_counter()
-        F = coord.features(texts, progress=True).numpy()
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        f = out / f"{stem}-layer{layer}.npz"
+    t0 = time.perf_counter()
+    precompute_views(coords, texts, progress=True)  # one pass for every layer and pooling
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    summary = {"texts": len(texts), "device": args.device, "dtype": args.dtype, "seconds": dt,
+               "tokens": int(sum(base.count_tokens(texts))), "files": []}
+    for coord in coords:
+        F = coord.features(texts).numpy()
+        f = out / f"{stem}-layer{coord.layer}{'' if coord.pooling == 'token' else '-' + coord.pooling}.npz"
         np.savez(f, sha=sha, feats=F.astype(np.float16 if args.half else np.float32),
                  identity=np.array(json.dumps(coord.identity())))
-        summary["files"].append({"file": f.name, "layer": layer, "seconds": dt, "shape": list(F.shape)})
-        print(f"layer {layer}: {len(texts)} texts in {dt:.1f} s -> {f}")
+        summary["files"].append({"file": f.name, "layer": coord.layer, "pooling": coord.pooling,
+                                 "shape": list(F.shape)})
+    print(f"{len(texts)} texts, {len(coords)} views in {dt:.1f} s -> {out}")
     (out / "extract_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -85,10 +91,12 @@ def import_file(path, *, device: str = "cpu", coordinator=None) -> int:
     ident = json.loads(str(z["identity"]))
     if coordinator is None:
         coordinator = Coordinator(ident["model"], layer=ident["layer"], position=ident["position"],
+                                  pooling=ident.get("pooling", "token"),
                                   max_tokens=ident["max_tokens"], truncation_side=ident["truncation_side"],
                                   device=device)
     have = coordinator.identity()
-    for k in ("fingerprint", "hidden_size", "layer", "position", "max_tokens", "truncation_side"):
+    ident.setdefault("pooling", "token")  # files from before pooling existed
+    for k in ("fingerprint", "hidden_size", "layer", "position", "pooling", "max_tokens", "truncation_side"):
         if have.get(k) != ident.get(k):
             raise CheckpointError(f"{path}: extracted with {k} {ident.get(k)!r}, this coordinator has "
                                   f"{have.get(k)!r}; these features belong to another coordinator")
@@ -103,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--split", default=None, help="only this split (train/test); default: every prompt")
     e.add_argument("--coordinator", default="smollm2")
     e.add_argument("--layers", default="-1", help="comma-separated hidden-state indices (one file each)")
+    e.add_argument("--poolings", default="token", help="comma-separated: token (at --position), mean")
     e.add_argument("--position", type=int, default=-2)
     e.add_argument("--max-tokens", type=int, default=128)
     e.add_argument("--truncation-side", default="right")

@@ -5,12 +5,12 @@ Stages (each writes results/<stage>*.json; `--only` picks some, `--skip` drops s
   default, LLMRouter, RouteLLM MMLU and GSM8K), the baselines side by side; the embedded suite
   also scores the demo's TRINITY checkpoint as episodes on the simulated pool when `demo` ran.
 - demo: `baton demo` (TRINITY on the embedded default) -> results/demo.json.
-- trinity: TRINITY's selection head on LLMRouter (`configs/trinity/route.yaml`) scored by the same
-  evaluator beside the baselines -> results/trinity_llmrouter.json. Heavy on a cold cache
-  (SmolLM2 features of ~6k prompts: ~25 min on 2 cores).
-- features: TRINITY's head on LLMRouter with each feature source (SmolLM2 penultimate token, MiniLM,
-  both), chosen on validation, test read once (scripts/ablate_features.py) -> results/features_llmrouter.json
-  (+ .md). About 10 minutes on cached features.
+- trinity: TRINITY's selection head on every routing suite (LLMRouter, RouteLLM GSM8K, the embedded
+  default, RouteLLM MMLU) by scripts/trinity_suite.py: features chosen on validation among SmolLM2
+  layers/poolings, MiniLM and both (scripts/ablate_features.py -> results/features_<suite>.json + .md),
+  a frontier of cost-weighted heads, scored by the same evaluator beside the baselines
+  -> results/trinity_<suite>.json and the goal table results/trinity_suites.json. Heavy on a cold
+  cache: one SmolLM2 pass per suite (~6k prompts: 25-40 min on 2 cores), then 27 head trainings.
 - conductor: the Conductor's ablations at CPU scale as workflow families (conductor/families.py) on
   the simulated pool with coordination effects, scored as episodes by the same evaluator
   -> results/conductor_ablations.json (+ .md). About 4 minutes.
@@ -71,11 +71,18 @@ def _shown(path: str) -> str:
 
 
 def run_suite(name: str, extra_routers: str = "", pool: str | None = None, seed: int = 0) -> dict:
-    """One routing suite through the evaluator `baton eval` uses (same splits, rule and metrics)."""
+    """One shipped routing suite through the evaluator `baton eval` uses (same splits, rule and metrics)."""
+    spec, prices, label = SUITES[name]
+    return evaluate_suite(spec, prices, label, name=name, extra_routers=extra_routers, pool=pool, seed=seed)
+
+
+def evaluate_suite(spec: str, prices: str | None, label: str, *, name: str | None = None, extra_routers: str = "",
+                   pool: str | None = None, seed: int = 0) -> dict:
+    """Any routing file through `baton eval`'s own evaluate, the baselines beside `extra_routers`."""
     from routers.data import load_dataset
     from routers.evaluate import build_routers, evaluate, split_for_eval
 
-    spec, prices, label = SUITES[name]
+    name = name or Path(spec).stem
     if spec != "embedded" and not Path(spec).exists():
         return {"suite": name, "label": label, "skipped": f"data absent: {spec} (team data in ../shared is optional)"}
     data = load_dataset(spec, prices=prices, seed=seed)
@@ -108,20 +115,37 @@ def stage_demo() -> dict:
 FRONTIER = "[0.003,0.01,0.02,0.03,0.05,0.07,0.1,0.15,0.2,0.3,0.5,1.0]"
 
 
+# the suites TRINITY is trained and scored on (scripts/trinity_suite.py, one rule for all)
+TRINITY_SUITES = ["llmrouter", "routellm-gsm8k", "embedded", "routellm-mmlu"]
+
+
 def stage_trinity() -> dict:
-    """TRINITY's selection head on LLMRouter, trained by route.yaml with a frontier of cost-weighted
-    heads (swept by the evaluator for the curve and AIQ), scored beside the baselines."""
-    spec, prices, _ = SUITES["llmrouter"]
-    if not Path(spec).exists():
-        return {"skipped": f"data absent: {spec}"}
-    ckpt = REPO / "outputs" / "results" / "trinity-llmrouter"
-    cmd = [sys.executable, "-m", "routers.cli", "train", "trinity", "--config", "configs/trinity/route.yaml",
-           "--train", spec, "--out", str(ckpt), "--overwrite", f"data.prices={prices}", "train.wandb=false",
-           f"fitness.frontier={FRONTIER}"]
-    subprocess.run(cmd, check=True, cwd=REPO)
-    res = run_suite("llmrouter", extra_routers=f"trinity={ckpt}")
-    res["train_command"] = _shown(" ".join(["baton"] + cmd[3:]))
-    return res
+    """TRINITY on every routing suite by scripts/trinity_suite.py's rule (features chosen on
+    validation, a frontier of cost-weighted heads, the evaluator's table beside the baselines):
+    results/features_<suite>.{json,md}, results/trinity_<suite>.json and the goal table
+    results/trinity_suites.{json,md}."""
+    import trinity_suite
+    rows = []
+    for name in tqdm(TRINITY_SUITES, desc="trinity suites", leave=False):
+        spec, prices, label = SUITES[name]
+        if spec != "embedded" and not Path(spec).exists():
+            res = {"suite": name, "label": label, "skipped": f"data absent: {_shown(spec)}"}
+        else:
+            feats = RESULTS / f"features_{name}"
+            res = trinity_suite.run(spec, prices, REPO / "outputs" / "results" / f"trinity-{name}", label=label,
+                                    name=name, features_out=feats)
+            for f in (feats.with_suffix(".json"), feats.with_suffix(".md")):
+                f.write_text(_shown(f.read_text()))
+            res = json.loads(_shown(json.dumps(res)))
+        _write(f"trinity_{name}", res)
+        rows.append(trinity_suite.summary_row(res))
+    ran = [r for r in rows if "skipped" not in r]
+    return {"command": "python scripts/make_results.py --only trinity",
+            "rule": trinity_suite.__doc__.split("\n\n")[1].strip() if trinity_suite.__doc__ else "",
+            "rows": rows,
+            "goal": {"suites_run": len(ran),
+                     "never_significantly_below_best_baseline": sum(r["not_significantly_below"] for r in ran),
+                     "aiq_highest": sum(r["aiq_highest"] for r in ran)}}
 
 
 ABLATIONS = ["head_lowrank", "head_sparse", "head_blockdiag2", "opt_random_search", "opt_reinforce", "opt_sft",
@@ -155,21 +179,6 @@ def _tidy_ablations(out: Path) -> None:
     for name in ("ablations.md", "ablations.json"):
         f = out / name
         f.write_text(_shown(f.read_text()))
-
-
-def stage_features(seeds: str = "0,1,2") -> dict:
-    """Which features TRINITY's head reads, chosen on validation (scripts/ablate_features.py states
-    the rule and writes the table); the test split is run_suite's (overlap with training dropped)."""
-    spec, prices, _ = SUITES["llmrouter"]
-    if not Path(spec).exists():
-        return {"skipped": f"data absent: {spec}"}
-    out = RESULTS / "features_llmrouter"
-    cmd = [sys.executable, "scripts/ablate_features.py", "--data", spec, "--prices", prices, "--seeds", seeds,
-           "--out", str(out)]
-    subprocess.run(cmd, check=True, cwd=REPO)
-    for f in (out.with_suffix(".json"), out.with_suffix(".md")):
-        f.write_text(_shown(f.read_text()))
-    return json.loads(out.with_suffix(".json").read_text())
 
 
 def stage_conductor() -> dict:
@@ -260,15 +269,7 @@ def render() -> str:
         out += ["### Routing suites", ""]
         for r in json.loads(routing.read_text())["suites"]:
             out += render_suite(r)
-    tri = RESULTS / "trinity_llmrouter.json"
-    if tri.is_file():
-        t = json.loads(tri.read_text())
-        out += ["### TRINITY on LLMRouter", ""]
-        label = "TRINITY selection head (SmolLM2-135M features) beside the baselines"
-        if "fitness.frontier" in t.get("train_command", ""):
-            label += (" (its curve and AIQ: the frontier of cost-weighted heads trained by "
-                      f"`{t['train_command']}`)")
-        out += render_suite({**t, "label": label})
+    out += render_trinity_suites()
     demo = RESULTS / "demo.json"
     if demo.is_file():
         d = json.loads(demo.read_text())
@@ -288,11 +289,6 @@ def render() -> str:
         out += ["### TRINITY ablations on LLMRouter", ""]
         out += [f"Skipped: {a['skipped']}.", ""] if "skipped" in a else \
             [f"`{a['command']}`", "", a["table"].split("\n\n", 1)[1].strip(), "", a.get("note", "") + ".", ""]
-    feats = _load("features_llmrouter")
-    if feats:
-        out += ["### TRINITY features on LLMRouter (chosen on validation)", ""]
-        out += [f"Skipped: {feats['skipped']}.", ""] if "skipped" in feats else \
-            [(RESULTS / "features_llmrouter.md").read_text().strip(), ""]
     cond = _load("conductor_ablations")
     if cond:
         out += ["### Conductor ablations (workflow families, CPU)", ""] + render_conductor(cond)
@@ -306,6 +302,43 @@ def render() -> str:
             out.append(f"| {k} | {status} | `{v.get('file', '-')}` |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_trinity_suites() -> list[str]:
+    """Issue 12's suite table (TRINITY against every baseline, the goal counted), then per suite the
+    evaluator's full table and the feature choice behind it."""
+    ts = _load("trinity_suites")
+    if not ts:
+        return []
+    g = ts["goal"]
+    out = ["### TRINITY on every routing suite", "",
+           f"{ts['rule']} `{ts['command']}`", "",
+           f"Goal: never significantly below the best baseline (paired p >= 0.05 or above it): "
+           f"{g['never_significantly_below_best_baseline']} of {g['suites_run']} suites; AIQ the highest of all "
+           f"routers: {g['aiq_highest']} of {g['suites_run']} (the goal asks for at least half).", "",
+           "| suite | features (chosen on validation) | TRINITY accuracy [95% CI] | cost $/query | TRINITY AIQ | "
+           "highest AIQ | p vs best single | p vs best baseline |", "|---|---|---|---|---|---|---|---|"]
+    for r in ts["rows"]:
+        if "skipped" in r:
+            out.append(f"| {r['suite']} | skipped: {r['skipped']} | | | | | | |")
+            continue
+        lo, hi = r["accuracy_ci"]
+        out.append(f"| {r['label']} | {r['features']} | {_f(r['accuracy'])} [{_f(lo)}, {_f(hi)}] | "
+                   f"{_f(r['cost'], '.3g')} | {_f(r['aiq'])} | {r['best_aiq_router']} {_f(r['best_aiq'])} | "
+                   f"{_f(r['p_vs_best_single'])} | {_f(r['p_vs_best_baseline'])} ({r['best_baseline']} "
+                   f"{_f(r['best_baseline_accuracy'])}) |")
+    out.append("")
+    for r in ts["rows"]:
+        t = _load(f"trinity_{r['suite']}")
+        if not t or "skipped" in t:
+            continue
+        label = (f"{t['label']}: TRINITY ({t['trinity']['features']} features) beside the baselines; its curve and "
+                 f"AIQ sweep the frontier of cost-weighted heads trained by `{t['trinity']['train_command']}`")
+        out += [f"#### TRINITY on {t['label']}", ""] + render_suite({**t, "label": label})
+        feats = RESULTS / f"features_{r['suite']}.md"
+        if feats.is_file():
+            out += [f"Feature choice on {t['label']}:", "", feats.read_text().strip(), ""]
+    return out
 
 
 def _load(name: str) -> dict | None:
@@ -396,7 +429,7 @@ def write_readme() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="demo,routing,trinity,ablations,features,conductor,bench")
+    ap.add_argument("--only", default="demo,routing,trinity,ablations,conductor,bench")
     ap.add_argument("--skip", default="")
     ap.add_argument("--readme", action="store_true", help="rewrite the README's generated block from results/")
     args = ap.parse_args(argv)
@@ -415,13 +448,9 @@ def main(argv: list[str] | None = None) -> int:
                 suites.append(run_suite(name, extra, pool="simulated" if extra else None))
             _write("routing", {"suites": suites})
         elif stage == "trinity":
-            _write("trinity_llmrouter", stage_trinity())
+            _write("trinity_suites", stage_trinity())
         elif stage == "ablations":
             _write("ablations", stage_ablations())
-        elif stage == "features":
-            f = stage_features()
-            if "skipped" in f:
-                _write("features_llmrouter", f)
         elif stage == "conductor":
             c = stage_conductor()
             _write("conductor_ablations", c)

@@ -51,3 +51,32 @@ def test_extract_then_import_into_a_fresh_cache(tmp_path, monkeypatch):
     np.savez(tmp_path / "bad.npz", feats=np.zeros((1, 2)))
     with pytest.raises(CheckpointError, match="not an extracted-features file"):
         ef.import_file(tmp_path / "bad.npz", coordinator=coord)
+
+
+def test_one_pass_fills_every_view_with_what_each_view_computes_alone(tmp_path, monkeypatch):
+    """precompute_views: several layers and poolings from one forward per batch, each equal to the
+    view's own pass; mean pooling ignores padding (a text's feature does not depend on its batch)."""
+    from trinity.coordinator import Coordinator, precompute_views
+    monkeypatch.setenv("BATON_CACHE", str(tmp_path))
+    texts = ["user: what is 2+2?", "user: name a prime number larger than ten, please", "user: hi"]
+    lead = Coordinator("tiny", layer=-1, max_tokens=32, batch_size=2)
+    views = [lead] + [Coordinator.from_model(lead.model, lead.tokenizer, "tiny", layer=layer, pooling=pool,
+                                             max_tokens=32, batch_size=2)
+                      for layer, pool in [(-1, "mean"), (1, "token"), (1, "mean")]]
+    calls = []
+    real = lead._hidden
+    monkeypatch.setattr(lead, "_hidden", lambda ids: calls.append(len(ids)) or real(ids))
+    assert precompute_views(views, texts) == 3
+    assert sum(calls) == 3                                   # each text went through the model once
+    assert precompute_views(views, texts) == 0               # all cached now
+    for v in views:
+        alone = Coordinator("tiny", layer=v.layer, pooling=v.pooling, max_tokens=32, batch_size=1,
+                            disk_cache=False).features(texts).numpy()
+        np.testing.assert_allclose(v.features(texts).numpy(), alone, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(views[0].features(texts).numpy(), views[1].features(texts).numpy())
+    assert views[1]._namespace() != views[0]._namespace()    # a mean view never reads token features
+    with pytest.raises(Exception, match="pooling"):
+        Coordinator.from_model(lead.model, lead.tokenizer, "tiny", pooling="max")
+    other = Coordinator("tiny", max_tokens=16)
+    with pytest.raises(Exception, match="share one loaded model"):
+        precompute_views([lead, other], texts)

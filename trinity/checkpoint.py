@@ -268,7 +268,9 @@ def check_coordinator(cfg: dict, coordinator, where) -> None:
             raise CheckpointError(
                 f"{where}: trained with coordinator {want.get('model')!r} ({k} {want.get(k)}), but the "
                 f"coordinator given is {have.get('model')!r} ({k} {have.get(k)}): another model")
-    for k in ("layer", "position", "max_tokens", "truncation_side"):
+    for k in ("layer", "position", "pooling", "max_tokens", "truncation_side"):
+        if k == "pooling" and k not in want:  # checkpoints from before pooling existed: token-pooled
+            want = {**want, "pooling": "token"}
         if k in want and want[k] != have.get(k):
             raise CheckpointError(f"{where}: coordinator {k} is {have.get(k)!r}, the checkpoint was "
                                   f"trained with {want[k]!r}")
@@ -360,7 +362,7 @@ def load(path, device: str = "cpu", *, coordinator=None, pool=None, workers: lis
     c = cfg["coordinator"]
     spec = coordinator_spec(cfg, path)
     if coordinator is None:
-        coordinator = Coordinator(spec, layer=c["layer"], position=c["position"],
+        coordinator = Coordinator(spec, layer=c["layer"], position=c["position"], pooling=c.get("pooling", "token"),
                                   max_tokens=c["max_tokens"], truncation_side=c.get("truncation_side", "right"),
                                   device=device, dtype=dtype or c.get("dtype", "float32"))
     check_coordinator(cfg, coordinator, where)

@@ -28,6 +28,7 @@ class CoordinatorConfig:
     model: str = checked("smollm2", nonempty=True)  # "smollm2", "tiny", an HF id (e.g. Qwen/Qwen3-0.6B) or a local path
     layer: int = -1                  # hidden-state index (-1 = last layer)
     position: int = -2               # token position of the feature (-2 = penultimate, as in the paper)
+    pooling: str = checked("token", one_of=("token", "mean"))  # the state at `position`, or the mean over the tokens
     max_tokens: int = checked(128, ge=1)  # transcript tokens kept per forward pass
     batch_size: int = checked(16, ge=1)
     dtype: str = "float32"

@@ -13,14 +13,16 @@ Why these choices:
   state dict); later loads skip the de-quantization.
 
 API:
-  coord = Coordinator(model="smollm2", layer=-1, position=-2, max_tokens=128, batch_size=16,
-                      device="cpu", dtype="float32", truncation_side="right")
+  coord = Coordinator(model="smollm2", layer=-1, position=-2, pooling="token", max_tokens=128,
+                      batch_size=16, device="cpu", dtype="float32", truncation_side="right")
+      pooling: "token" (the hidden state at `position`) or "mean" (over the text's tokens).
       truncation_side: "right" keeps a long text's start (the question; single-turn routing),
       "left" its end, "middle" both ends (multi-turn transcripts: question and latest turns).
   coord = Coordinator.from_config(CoordinatorConfig)        # trinity.config
   coord = Coordinator.from_model(hf_model, tokenizer, name)  # wrap a model you built
   coord.features(texts, progress=False) -> torch.Tensor (n, d) float32 on CPU (cached)
   coord.count_tokens(texts) -> list[int]                     # tokens each text costs a pass
+  precompute_views(coords, texts)  # several layers/poolings of one loaded model in ONE pass each batch
   coord.d, coord.identity() -> dict, coord.fingerprint -> str
   coord.enable_svf(targets=None | SVFConfig) -> trinity.svf.SVF (offsets become part of cache keys)
   render_transcript(turns, max_chars=None) -> str            # turns: [{"role", "content"}] or tuples
@@ -46,7 +48,9 @@ from routers.errors import ConfigError
 from routers.model_files import DTYPES, check_device, load_causal_lm, torch_dtype
 from routers.paths import cache_root
 
-
+# how a text's hidden states become one feature: the state at `position` (the paper: penultimate
+# token), or the mean over the text's real tokens
+POOLINGS = ("token", "mean")
 
 # -- transcripts ---------------------------------------------------------------------------------
 
@@ -85,18 +89,21 @@ def _fingerprint(model: torch.nn.Module) -> str:
 
 class Coordinator:
     def __init__(self, model: str = "smollm2", *, layer: int = -1, position: int = -2,
-                 max_tokens: int = 128, batch_size: int = 16, device: str = "cpu",
+                 pooling: str = "token", max_tokens: int = 128, batch_size: int = 16, device: str = "cpu",
                  dtype: str = "float32", truncation_side: str = "right", random_init: bool = False,
                  disk_cache: bool = True, max_cached: int | None = None, _loaded: tuple | None = None):
         torch_dtype(dtype, "coordinator.dtype")
         if truncation_side not in ("left", "right", "middle"):
             raise ConfigError(f"coordinator.truncation_side: {truncation_side!r} is not 'right' (keep the "
                               "start), 'left' (keep the end) or 'middle' (keep both ends)")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"coordinator.pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
         if max_tokens < 2:
             raise ConfigError(f"coordinator.max_tokens: must be >= 2, got {max_tokens}")
         check_device(device, "coordinator.device")
         self.name, self.device, self.dtype = model, device, dtype
         self.layer, self.position, self.max_tokens = int(layer), int(position), int(max_tokens)
+        self.pooling = pooling
         self.batch_size, self.truncation_side, self.disk_cache = int(batch_size), truncation_side, disk_cache
         # in-memory features kept per namespace; None = all (training sets are finite), a server
         # sets a cap so a long-running process does not grow without bound (oldest evicted first)
@@ -128,14 +135,16 @@ class Coordinator:
     @classmethod
     def from_config(cls, cfg, **kw) -> "Coordinator":
         """From a `trinity.config.CoordinatorConfig`."""
-        return cls(cfg.model, layer=cfg.layer, position=cfg.position, max_tokens=cfg.max_tokens,
+        return cls(cfg.model, layer=cfg.layer, position=cfg.position, pooling=getattr(cfg, "pooling", "token"),
+                   max_tokens=cfg.max_tokens,
                    batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype,
                    truncation_side=getattr(cfg, "truncation_side", "right"),
                    random_init=getattr(cfg, "random_init", False), **kw)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, tokenizer, name: str, **kw) -> "Coordinator":
-        """Wrap an already built HF causal LM (tests, GPU checks with random weights)."""
+        """Wrap an already built HF causal LM (tests, GPU checks with random weights, other views of
+        a loaded coordinator: `precompute_views`)."""
         kw.setdefault("dtype", {torch_dtype(n): n for n in DTYPES}.get(next(model.parameters()).dtype, "float32"))
         return cls(name, _loaded=(model, tokenizer), **kw)
 
@@ -143,8 +152,8 @@ class Coordinator:
     def identity(self) -> dict[str, Any]:
         """What a checkpoint records and later compares (mismatch = another coordinator)."""
         return {"model": self.name, "fingerprint": self.fingerprint, "hidden_size": self.d,
-                "layer": self.layer, "position": self.position, "max_tokens": self.max_tokens,
-                "truncation_side": self.truncation_side}
+                "layer": self.layer, "position": self.position, "pooling": self.pooling,
+                "max_tokens": self.max_tokens, "truncation_side": self.truncation_side}
 
     def enable_svf(self, targets=None):
         """Attach SVF (default targets, an explicit list of module names, or an SVFConfig)."""
@@ -162,6 +171,8 @@ class Coordinator:
         key = f"{self.fingerprint}|{svf}|{self.layer}|{self.position}|{self.max_tokens}|{self.truncation_side}"
         if self.dtype != "float32":  # bf16/fp16 features differ from fp32 ones: never mix them
             key += f"|{self.dtype}"
+        if self.pooling != "token":  # (token-pooled namespaces predate pooling: keep their caches valid)
+            key += f"|{self.pooling}"
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     # -- tokens ------------------------------------------------------------------------------------
@@ -211,7 +222,8 @@ class Coordinator:
         return out
 
     @torch.no_grad()
-    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+    def _hidden(self, ids: list[list[int]]):
+        """One forward pass over a left-padded batch: (all hidden states, attention mask, lengths)."""
         L = max(len(x) for x in ids)
         inp = torch.full((len(ids), L), self.tokenizer.pad_token_id, dtype=torch.long)
         att = torch.zeros((len(ids), L), dtype=torch.long)
@@ -222,13 +234,24 @@ class Coordinator:
         # the base model (no LM head): the vocabulary projection is most of the cost of a small LM
         out = self.model.base_model(input_ids=inp.to(self.device), attention_mask=att.to(self.device),
                                     position_ids=pos.to(self.device), output_hidden_states=True)
-        hs = out.hidden_states[self.layer]
-        lens = torch.tensor([len(x) for x in ids])
+        return out.hidden_states, att, torch.tensor([len(x) for x in ids])
+
+    def _pick(self, hidden, att: torch.Tensor, lens: torch.Tensor) -> np.ndarray:
+        """This coordinator's view of a batch's hidden states: its layer, at its token position or
+        mean-pooled over the real (unpadded) tokens."""
+        hs = hidden[self.layer]
+        if self.pooling == "mean":
+            m = att.to(hs.device, hs.dtype).unsqueeze(-1)
+            return ((hs * m).sum(1) / m.sum(1)).float().cpu().numpy()
+        L = hs.shape[1]
         if self.position < 0:
             idx = L + torch.maximum(torch.tensor(self.position), -lens)
         else:
             idx = (L - lens) + torch.minimum(torch.tensor(self.position), lens - 1)
-        return hs[torch.arange(len(ids)), idx.to(hs.device)].float().cpu().numpy()
+        return hs[torch.arange(len(lens)), idx.to(hs.device)].float().cpu().numpy()
+
+    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+        return self._pick(*self._hidden(ids))
 
     def _compute(self, todo: dict[str, str], mem: dict, ns: str | None, progress: bool) -> None:
         keys = list(todo)
@@ -301,3 +324,71 @@ class Coordinator:
         meta = d / "identity.json"
         if not meta.exists():
             meta.write_text(json.dumps(self.identity(), indent=2))
+
+
+def precompute_views(coords: list[Coordinator], texts: list[str], progress: bool = False) -> int:
+    """Fill the feature caches of several views (layers, positions, poolings) of ONE loaded model
+    with one forward pass per batch: a pass returns every layer's hidden states, so a layer or
+    pooling ablation costs one pass over the prompts, not one per view. `coords` must share the
+    model object, token limit and truncation (build them with `Coordinator.from_model`) and carry
+    no SVF. Returns how many texts needed a pass; afterwards each `coord.features(texts)` is a
+    cache read."""
+    if not coords:
+        return 0
+    lead = coords[0]
+    for c in coords[1:]:
+        if c.model is not lead.model or (c.max_tokens, c.truncation_side) != (lead.max_tokens, lead.truncation_side):
+            raise ConfigError("precompute_views: the views must share one loaded model, max_tokens and "
+                              "truncation_side (build them with Coordinator.from_model)")
+    if any(c.svf is not None for c in coords):
+        raise ConfigError("precompute_views: views with SVF offsets change the weights per candidate: no sharing")
+    texts = list(texts)
+    keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+    views = []
+    for c in coords:
+        ns = c._namespace()
+        with c._lock:
+            mem = c._mem.setdefault(ns, {})
+            if c.disk_cache and ns not in c._disk_loaded:
+                mem.update(c._read_disk(ns))
+                c._disk_loaded.add(ns)
+        views.append((c, ns, mem))
+    todo = {}
+    for k, t in zip(keys, texts):
+        if any(k not in mem for _, _, mem in views):
+            todo.setdefault(k, t)
+    if not todo:
+        return 0
+    tk = list(todo)
+    enc = lead._encode([todo[k] for k in tk])
+    for i, e in enumerate(enc):
+        if not e:
+            raise ConfigError(f"coordinator.features: text {todo[tk[i]][:40]!r} has no tokens")
+    order = np.argsort([len(e) for e in enc], kind="stable")  # length-sorted batches: little padding
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(tk), desc=f"coordinator features ({len(coords)} views)", unit="text")
+    pending: list[dict[str, np.ndarray]] = [{} for _ in views]
+    for b in range(0, len(order), lead.batch_size):
+        idx = order[b:b + lead.batch_size]
+        hidden = lead._hidden([enc[i] for i in idx])
+        for v, (c, ns, mem) in enumerate(views):
+            feats = c._pick(*hidden)
+            for r, i in enumerate(idx):
+                mem[tk[i]] = pending[v][tk[i]] = feats[r]
+        del hidden
+        if bar is not None:
+            bar.update(len(idx))
+        if len(pending[0]) >= 256:
+            for (c, ns, _), p in zip(views, pending):
+                if c.disk_cache:
+                    c._write_disk(ns, p)
+            pending = [{} for _ in views]
+    if pending[0]:
+        for (c, ns, _), p in zip(views, pending):
+            if c.disk_cache:
+                c._write_disk(ns, p)
+    if bar is not None:
+        bar.close()
+    return len(tk)
