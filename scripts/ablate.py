@@ -13,6 +13,13 @@ optimizer returns its best point on the first half over all its steps (`best-val
 last point (`last`), and the validation column is measured on the second half, which selection did
 not see. The output states the rule.
 
+Episode bases (`data.task: episode`, e.g. configs/trinity/hard.yaml): each run's held-out episodes
+are re-run from its checkpoint (`episode_test_scores`, deterministic: the same argmax episodes and
+answers that train_episode scored; a mismatch is an error), giving per-question scores. Pooled over
+seeds (each seed holds out its own questions; a row and base share them seed by seed), the table
+adds the test accuracy's 95% percentile-bootstrap interval over (seed, question) pairs and the
+paired bootstrap p-value against the base row (routers.metrics), and each row's role shares.
+
     python scripts/ablate.py --base configs/trinity/route.yaml --train ../shared/data/llmrouter --seeds 0,1,2 \
         --out outputs/ablate-llmrouter configs/trinity/ablations/head_*.yaml configs/trinity/ablations/opt_*.yaml
 """
@@ -92,6 +99,9 @@ def main(argv=None) -> int:
                              "validation_accuracy": (m.get("validation") or {}).get("accuracy"),
                              "test_accuracy": test.get("accuracy"), "test_cost": test.get("cost"),
                              "test_turns": test.get("turns")})
+                if cfg.data.task == "episode" and test:
+                    ids, scores = episode_test_scores(cfg, where, test["accuracy"], shared)
+                    runs[-1].update(test_ids=ids, test_scores=scores, test_role_hist=test.get("role_hist"))
             row = {"ablation": name, "optimizer": cfg.train.optimizer, "head": cfg.head.kind,
                    "seconds": time.perf_counter() - t0, "seeds": [r["seed"] for r in runs]}
             for k in ("train_accuracy", "validation_accuracy", "test_accuracy", "test_cost", "test_turns"):
@@ -104,17 +114,23 @@ def main(argv=None) -> int:
             rows.append({"ablation": name, "skipped": str(e)})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "runs"}), flush=True)
 
+    episodes = any("test_scores" in run for r in rows for run in r.get("runs", []))
+    if episodes:
+        add_intervals(rows)
     (out / "ablations.json").write_text(json.dumps({"base": args.base, "train": args.train, "seeds": seeds,
                                                     "overrides": args.overrides, "rows": rows}, indent=2))
-    lines = ["| ablation | train acc | validation acc | test acc | test cost $/q | test turns | optimizer | head | s |",
-             "|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(r, k, f):
         v, sd = r.get(k), r.get(k + "_sd")
         if v is None:
             return "-"
         return format(v, f) + ("" if sd is None else " ± " + format(sd, f))
-    for r in rows:
+    if episodes:
+        lines = episode_lines(rows, fmt)
+    else:
+        lines = ["| ablation | train acc | validation acc | test acc | test cost $/q | test turns | optimizer | head | s |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+    for r in [] if episodes else rows:
         if "skipped" in r:
             lines.append(f"| {r['ablation']} | n/a: {r['skipped']} | | | | | | | |")
         else:
@@ -127,6 +143,12 @@ def main(argv=None) -> int:
     rule_line = (f"Selection rule (every optimizer): {', '.join(rules) or 'n/a'}. best-validation = the point "
                  "scoring best on one half of the held-out training queries over all steps; the validation "
                  "column is the other half, unseen by selection; test is read once at the end.\n\n")
+    if episodes:
+        rule_line = ("Selection rule (every row): last, the optimizer's final point (episode training holds out no "
+                     "queries for selection); test is read once at the end. Test acc: mean ± sd over seeds; pooled: "
+                     "over every (seed, held-out question), with its 95% percentile-bootstrap interval and the paired "
+                     "bootstrap p-value against base (1000 resamples). Roles: share of test turns taken as "
+                     "Thinker / Worker / Verifier.\n\n")
     print(rule_line.strip())
     (out / "ablations.md").write_text(f"Command: `{cmd}`\n\n{seed_line}{rule_line}" + "\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -148,6 +170,85 @@ def main(argv=None) -> int:
         fig.savefig(out / "ablations.png", dpi=120)
     print(f"table in {out}/ablations.md, .json, .png")
     return 0
+
+
+def episode_test_scores(cfg, where: Path, accuracy: float, shared: dict) -> tuple[list[str], list[float]]:
+    """(held-out item ids, per-question scores) of the checkpoint in `where`: its argmax episodes on
+    the test items re-run as `trinity.train.train_episode` ran them (same items, pool, protocol;
+    coordinator features from the disk cache), graded by each item's task. Their mean must equal
+    the run's reported test `accuracy`, else the re-run is not the evaluation it claims to be."""
+    from routers.pool.config import load_pool
+    from trinity.checkpoint import load
+    from trinity.data import episode_items
+    from trinity.episodes import EpisodeObjective, _task_grader
+    from trinity.coordinator import Coordinator
+    key = ("episode-coord", cfg.coordinator.model, cfg.coordinator.layer, cfg.coordinator.position,
+           cfg.coordinator.max_tokens)
+    if key not in shared:
+        shared[key] = Coordinator.from_config(cfg.coordinator)
+    model = load(where, coordinator=shared[key])
+    train_items, test_items = episode_items(cfg)
+    pool = load_pool(cfg.data.pool)
+    if hasattr(pool, "register"):
+        pool.register(train_items + test_items)
+    objective = EpisodeObjective(test_items, pool, model.coordinator, model.head, model.workers, cfg.protocol,
+                                 fitness=cfg.fitness, seed=cfg.train.seed)
+    _, eps = objective.evaluate_final(model.head.get_flat(), test_items)
+    scores = [float(_task_grader(ep.answer, it)) for ep, it in zip(eps, test_items)]
+    if abs(sum(scores) / len(scores) - accuracy) > 1e-9:
+        raise RuntimeError(f"{where}: re-running the held-out episodes gives accuracy {sum(scores) / len(scores):.4f}, "
+                           f"the run reported {accuracy:.4f}; the per-question scores would not be that run's")
+    return [it.id for it in test_items], scores
+
+
+def add_intervals(rows: list[dict]) -> None:
+    """Per episode row: pooled test accuracy over (seed, question), its 95% bootstrap interval, and
+    the paired p-value against base (the same seeds hold out the same questions in both rows)."""
+    import numpy as np
+
+    from routers.metrics import bootstrap_ci, paired_bootstrap_p
+    base = next((r for r in rows if r["ablation"] == "base" and "runs" in r), None)
+
+    def pooled(r):
+        return ([(run["seed"], i) for run in r["runs"] for i in run["test_ids"]],
+                np.array([s for run in r["runs"] for s in run["test_scores"]]))
+    base_keys, base_scores = pooled(base) if base is not None else (None, None)
+    for r in rows:
+        if "runs" not in r or not all("test_scores" in run for run in r["runs"]):
+            continue
+        keys, scores = pooled(r)
+        r["test_pooled_accuracy"] = float(scores.mean())
+        r["test_pooled_n"] = len(scores)
+        r["test_ci95"] = [float(x) for x in bootstrap_ci(scores)]
+        if base is not None and r is not base:
+            if keys != base_keys:
+                raise RuntimeError(f"ablation {r['ablation']}: its held-out questions differ from base's "
+                                   "(run both under the same --seeds)")
+            r["p_vs_base"] = paired_bootstrap_p(scores, base_scores)
+        hist: dict[str, int] = {}
+        for run in r["runs"]:
+            for k, v in (run.get("test_role_hist") or {}).items():
+                hist[k] = hist.get(k, 0) + v
+        total = sum(hist.values()) or 1
+        r["test_role_share"] = {k: hist.get(k, 0) / total for k in ("thinker", "worker", "verifier")}
+
+
+def episode_lines(rows: list[dict], fmt) -> list[str]:
+    lines = ["| ablation | train acc | test acc | test acc pooled [95% CI] | p vs base | test cost $/q | "
+             "roles T/W/V | optimizer | head | s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['ablation']} | n/a: {r['skipped']} | | | | | | | | |")
+            continue
+        ci = r.get("test_ci95")
+        pooled = "-" if ci is None else f"{r['test_pooled_accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] (n={r['test_pooled_n']})"
+        p = "-" if r.get("p_vs_base") is None else f"{r['p_vs_base']:.3f}"
+        sh = r.get("test_role_share")
+        roles = "-" if sh is None else "/".join(f"{sh[k]:.2f}" for k in ("thinker", "worker", "verifier"))
+        lines.append(f"| {r['ablation']} | {fmt(r, 'train_accuracy', '.3f')} | {fmt(r, 'test_accuracy', '.3f')} | "
+                     f"{pooled} | {p} | {fmt(r, 'test_cost', '.2e')} | {roles} | {r['optimizer']} | {r['head']} | "
+                     f"{r['seconds']:.0f} |")
+    return lines
 
 
 def conductor_table(args, argv) -> int:

