@@ -119,16 +119,19 @@ FRONTIER = "[0.003,0.01,0.02,0.03,0.05,0.07,0.1,0.15,0.2,0.3,0.5,1.0]"
 TRINITY_SUITES = ["llmrouter", "routellm-gsm8k", "embedded", "routellm-mmlu"]
 
 
-def stage_trinity() -> dict:
+def stage_trinity(only: list[str] | None = None) -> dict:
     """TRINITY on every routing suite by scripts/trinity_suite.py's rule (features chosen on
     validation, a frontier of cost-weighted heads, the evaluator's table beside the baselines):
     results/features_<suite>.{json,md}, results/trinity_<suite>.json and the goal table
-    results/trinity_suites.{json,md}."""
+    results/trinity_suites.json, rewritten after each suite. `only` reruns some suites and keeps
+    the others' committed results."""
     import trinity_suite
     rows = []
     for name in tqdm(TRINITY_SUITES, desc="trinity suites", leave=False):
         spec, prices, label = SUITES[name]
-        if spec != "embedded" and not Path(spec).exists():
+        if only is not None and name not in only:
+            res = _load(f"trinity_{name}") or {"suite": name, "label": label, "skipped": "not run yet"}
+        elif spec != "embedded" and not Path(spec).exists():
             res = {"suite": name, "label": label, "skipped": f"data absent: {_shown(spec)}"}
         else:
             feats = RESULTS / f"features_{name}"
@@ -139,13 +142,15 @@ def stage_trinity() -> dict:
             res = json.loads(_shown(json.dumps(res)))
         _write(f"trinity_{name}", res)
         rows.append(trinity_suite.summary_row(res))
-    ran = [r for r in rows if "skipped" not in r]
-    return {"command": "python scripts/make_results.py --only trinity",
-            "rule": trinity_suite.__doc__.split("\n\n")[1].strip() if trinity_suite.__doc__ else "",
-            "rows": rows,
-            "goal": {"suites_run": len(ran),
-                     "never_significantly_below_best_baseline": sum(r["not_significantly_below"] for r in ran),
-                     "aiq_highest": sum(r["aiq_highest"] for r in ran)}}
+        ran = [r for r in rows if "skipped" not in r]
+        summary = {"command": "python scripts/make_results.py --only trinity",
+                   "rule": trinity_suite.__doc__.split("\n\n")[1].strip(),
+                   "rows": rows,
+                   "goal": {"suites_run": len(ran),
+                            "never_significantly_below_best_baseline": sum(r["not_significantly_below"] for r in ran),
+                            "aiq_highest": sum(r["aiq_highest"] for r in ran)}}
+        _write("trinity_suites", summary)
+    return summary
 
 
 ABLATIONS = ["head_lowrank", "head_sparse", "head_blockdiag2", "opt_random_search", "opt_reinforce", "opt_sft",
@@ -431,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="demo,routing,trinity,ablations,conductor,bench")
     ap.add_argument("--skip", default="")
+    ap.add_argument("--suites", default="", help=f"trinity stage: only these of {','.join(TRINITY_SUITES)} "
+                                                 "(the others keep their committed results)")
     ap.add_argument("--readme", action="store_true", help="rewrite the README's generated block from results/")
     args = ap.parse_args(argv)
     stages = [s for s in args.only.split(",") if s and s not in args.skip.split(",")]
@@ -448,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                 suites.append(run_suite(name, extra, pool="simulated" if extra else None))
             _write("routing", {"suites": suites})
         elif stage == "trinity":
-            _write("trinity_suites", stage_trinity())
+            stage_trinity(args.suites.split(",") if args.suites else None)
         elif stage == "ablations":
             _write("ablations", stage_ablations())
         elif stage == "conductor":

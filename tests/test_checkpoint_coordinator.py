@@ -100,3 +100,19 @@ def test_export_include_coordinator_loads_without_the_package(tiny, tmp_path, mo
     g.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="weights differ"):
         load(out / "router")
+
+
+def test_a_mean_pooled_checkpoint_loads_a_mean_pooled_coordinator_and_refuses_a_token_one(tmp_path):
+    """coordinator.pooling is part of what a checkpoint records: loading rebuilds the same view
+    (same features), and a coordinator pooling another way is refused, never silently used."""
+    from trinity.checkpoint import load
+    from trinity.coordinator import Coordinator
+    mean = Coordinator("tiny", pooling="mean", batch_size=8)
+    ck = _save(mean, tmp_path / "ck")
+    assert json.loads((ck / "config.json").read_text())["coordinator"]["pooling"] == "mean"
+    model = load(ck)
+    texts = ["user: a question of several tokens", "user: hi"]
+    assert model.coordinator.pooling == "mean"
+    np.testing.assert_allclose(model.coordinator.features(texts).numpy(), mean.features(texts).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(CheckpointError, match="pooling"):
+        load(ck, coordinator=Coordinator("tiny", batch_size=8))
