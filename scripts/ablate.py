@@ -59,6 +59,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="outputs/ablate")
     p.add_argument("--set", nargs="*", default=[], dest="overrides", help="key=value overrides for every row")
     p.add_argument("--seeds", default=None, help="comma-separated train.seed values per row (default: the config's)")
+    p.add_argument("--references-only", action="store_true",
+                   help="episode tables: add the fixed-policy reference row to the table already in --out "
+                        "(its rows are read back, nothing is retrained)")
     p.add_argument("--conductor", action="store_true",
                    help="the configs are Conductor configs (configs/conductor/*.yaml): train each, same overrides")
     args = p.parse_args(argv)
@@ -71,7 +74,13 @@ def main(argv=None) -> int:
     seeds = None if args.seeds is None else [int(x) for x in args.seeds.split(",")]
     rows = []
     shared = {}  # route rows reuse dataset loads (per seed) and one coordinator
-    for name, file in [("base", None)] + [(Path(a).stem, Path(a)) for a in args.ablations]:
+    cmd = "python scripts/ablate.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.references_only:
+        done = json.loads((out / "ablations.json").read_text())
+        rows = [r for r in done["rows"] if r["ablation"] != REFERENCE]
+        cmd = done.get("command") or (out / "ablations.md").read_text().split("`")[1]
+    for name, file in [] if args.references_only else \
+            [("base", None)] + [(Path(a).stem, Path(a)) for a in args.ablations]:
         t0 = time.perf_counter()
         try:
             runs = []
@@ -116,9 +125,11 @@ def main(argv=None) -> int:
 
     episodes = any("test_scores" in run for r in rows for run in r.get("runs", []))
     if episodes:
+        rows.append(fixed_policy_row(Path(args.base), args.overrides, args.train, seeds))
         add_intervals(rows)
-    (out / "ablations.json").write_text(json.dumps({"base": args.base, "train": args.train, "seeds": seeds,
-                                                    "overrides": args.overrides, "rows": rows}, indent=2))
+    (out / "ablations.json").write_text(json.dumps({"command": cmd, "base": args.base, "train": args.train,
+                                                    "seeds": seeds, "overrides": args.overrides, "rows": rows},
+                                                   indent=2))
 
     def fmt(r, k, f):
         v, sd = r.get(k), r.get(k + "_sd")
@@ -137,7 +148,6 @@ def main(argv=None) -> int:
             lines.append(f"| {r['ablation']} | {fmt(r, 'train_accuracy', '.3f')} | {fmt(r, 'validation_accuracy', '.3f')} | "
                          f"{fmt(r, 'test_accuracy', '.3f')} | {fmt(r, 'test_cost', '.2e')} | {fmt(r, 'test_turns', '.2f')} | "
                          f"{r['optimizer']} | {r['head']} | {r['seconds']:.0f} |")
-    cmd = "python scripts/ablate.py " + " ".join(sys.argv[1:] if argv is None else argv)
     seed_line = "" if seeds is None else f"Seeds {', '.join(map(str, seeds))}: mean ± standard deviation.\n\n"
     rules = sorted({(r.get("selection") or {}).get("rule", "last") for row in rows for r in row.get("runs", [])})
     rule_line = (f"Selection rule (every optimizer): {', '.join(rules) or 'n/a'}. best-validation = the point "
@@ -148,7 +158,10 @@ def main(argv=None) -> int:
                      "queries for selection); test is read once at the end. Test acc: mean ± sd over seeds; pooled: "
                      "over every (seed, held-out question), with its 95% percentile-bootstrap interval and the paired "
                      "bootstrap p-value against base (1000 resamples). Roles: share of test turns taken as "
-                     "Thinker / Worker / Verifier.\n\n")
+                     "Thinker / Worker / Verifier. Row `" + REFERENCE + "`: no coordinator, the same two-turn "
+                     "script for every question (a first turn by any worker in any role, then any worker answers), "
+                     "the script chosen on each seed's training questions out of all such scripts; it is what a "
+                     "router that reads nothing could reach.\n\n")
     print(rule_line.strip())
     (out / "ablations.md").write_text(f"Command: `{cmd}`\n\n{seed_line}{rule_line}" + "\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -199,6 +212,83 @@ def episode_test_scores(cfg, where: Path, accuracy: float, shared: dict) -> tupl
         raise RuntimeError(f"{where}: re-running the held-out episodes gives accuracy {sum(scores) / len(scores):.4f}, "
                            f"the run reported {accuracy:.4f}; the per-question scores would not be that run's")
     return [it.id for it in test_items], scores
+
+
+REFERENCE = "best fixed script"
+
+
+class _Blind:
+    """The featurizer of a fixed script: it reads no transcript (no coordinator pass, no tokens)."""
+
+    def features(self, texts):
+        import numpy as np
+        return np.zeros((len(texts), 1))
+
+    def count_tokens(self, texts):
+        return [0] * len(texts)
+
+
+def fixed_policy_row(base: Path, overrides: list[str], train: str | None, seeds) -> dict:
+    """The strongest coordinator-free reference for an episode table: every fixed two-turn script
+    (turn 1: worker a in role r; turn 2: worker b answers; K = 1 configs: worker a answers) scored
+    on each seed's training questions, the best one (ties: first) run once on that seed's held-out
+    questions. Same items, pool, protocol and grader as the rows above."""
+    import asyncio
+
+    import numpy as np
+
+    from routers.pool.config import load_pool
+    from routers.serving_router import pool_call
+    from trinity.data import episode_items
+    from trinity.episodes import _task_grader
+    from trinity.protocol import ROLES, run_episodes, start
+    t0 = time.perf_counter()
+    runs = []
+    for seed in seeds or [None]:
+        cfg = ablation_config(base, None, overrides + ([] if seed is None else [f"train.seed={seed}"]), train)
+        train_items, test_items = episode_items(cfg)
+        pool = load_pool(cfg.data.pool)
+        if hasattr(pool, "register"):
+            pool.register(train_items + test_items)
+        workers = list(pool.names)
+        L, K = len(workers), int(cfg.protocol.max_turns)
+        roles = [r for r in ROLES if r in cfg.protocol.roles]
+        scripts = [(a, r, b) for a in range(L) for r in roles for b in range(L)] if K > 1 else \
+            [(a, "worker", a) for a in range(L)]
+
+        def play(script, items):
+            a, r, b = script
+
+            def policy(feats, states):
+                z = np.full((len(states), L + 3), -1e9)
+                first = len(states[0].turns) == 1
+                z[:, a if first else b] = 0.0
+                z[:, L + ROLES.index(r if first else "worker")] = 0.0
+                return z
+            states = [start([{"role": "user", "content": it.prompt}], item_id=it.id) for it in items]
+            eps = asyncio.run(run_episodes(states, featurizer=_Blind(), policy=policy, call=pool_call(pool),
+                                           workers=workers, cfg=cfg.protocol, sample=False))
+            return [float(_task_grader(ep.answer, it)) for ep, it in zip(eps, items)], eps
+        train_acc = [float(np.mean(play(sc, train_items)[0])) for sc in scripts]
+        best = int(np.argmax(train_acc))
+        scores, eps = play(scripts[best], test_items)
+        hist: dict[str, int] = {}
+        for ep in eps:
+            for st in ep.steps:
+                hist[st.role] = hist.get(st.role, 0) + 1
+        a, r, b = scripts[best]
+        runs.append({"seed": cfg.train.seed, "train_accuracy": train_acc[best], "test_accuracy": float(np.mean(scores)),
+                     "test_cost": float(np.mean([ep.cost for ep in eps])), "test_turns": None,
+                     "validation_accuracy": None, "script": f"{workers[a]} as {r}, then {workers[b]} answers",
+                     "test_ids": [it.id for it in test_items], "test_scores": scores, "test_role_hist": hist})
+    row = {"ablation": REFERENCE, "optimizer": "best on training", "head": "none",
+           "seconds": time.perf_counter() - t0, "seeds": [r["seed"] for r in runs], "runs": runs,
+           "scripts": [r["script"] for r in runs]}
+    for k in ("train_accuracy", "validation_accuracy", "test_accuracy", "test_cost", "test_turns"):
+        vals = [r[k] for r in runs if r[k] is not None]
+        row[k] = statistics.fmean(vals) if vals else None
+        row[k + "_sd"] = statistics.stdev(vals) if len(vals) > 1 else None
+    return row
 
 
 def add_intervals(rows: list[dict]) -> None:

@@ -11,6 +11,9 @@ Stages (each writes results/<stage>*.json; `--only` picks some, `--skip` drops s
   a frontier of cost-weighted heads, scored by the same evaluator beside the baselines
   -> results/trinity_<suite>.json and the goal table results/trinity_suites.json. Heavy on a cold
   cache: one SmolLM2 pass per suite (~6k prompts: 25-40 min on 2 cores), then 27 head trainings.
+- ablations_hard: TRINITY's multi-turn ablations (no Thinker, no roles, last token, head variants, random
+  search) on the hard set (configs/trinity/hard.yaml) over the calibrated simulated pool
+  (configs/pools/simulated_hard.yaml) -> results/ablations_hard.json, results/ablate_trinity_hard/. ~35 min.
 - conductor: the Conductor's ablations at CPU scale as workflow families (conductor/families.py) on
   the simulated pool with coordination effects, scored as episodes by the same evaluator
   -> results/conductor_ablations.json (+ .md). About 4 minutes.
@@ -175,6 +178,27 @@ def stage_ablations(seeds: str = "0,1,2") -> dict:
                     "them also in the training split); methods are compared on the validation column", **res}
 
 
+NOTE_HARD = ("no_svf is not a row: hard.yaml trains the head alone (SVF is not trainable on CPU at this scale), so "
+             "no_svf would repeat base. Selection is the optimizer's last point for every row; each seed holds out "
+             "its own 202 questions and trains on 78")
+HARD_ABLATIONS = ["no_thinker", "no_roles", "last_token", "head_lowrank", "head_sparse", "opt_random_search"]
+
+
+def stage_ablations_hard(seeds: str = "0,1,2") -> dict:
+    """The paper's multi-turn ablations where roles matter: configs/trinity/hard.yaml (MMLU, GSM8K,
+    GPQA-diamond, AIME, HumanEval; 202 held-out questions a seed) on the calibrated simulated pool
+    configs/pools/simulated_hard.yaml, every row with the same seeds and selection rule, scored as
+    episodes with pooled 95% intervals and paired p against base. About 35 minutes on a cold cache."""
+    out = RESULTS / "ablate_trinity_hard"
+    files = [f"configs/trinity/ablations/{a}.yaml" for a in HARD_ABLATIONS]
+    cmd = [sys.executable, "scripts/ablate.py", *files, "--base", "configs/trinity/hard.yaml", "--seeds", seeds,
+           "--out", str(out)]
+    subprocess.run(cmd, check=True, cwd=REPO)
+    _tidy_ablations(out)
+    return {"command": _shown("python " + " ".join(cmd[1:])), "table": (out / "ablations.md").read_text(),
+            "note": NOTE_HARD}
+
+
 def _tidy_ablations(out: Path) -> None:
     """Keep the table, JSON and plot; the per-row checkpoints are outputs, not results (tens of MB)."""
     import shutil
@@ -294,6 +318,10 @@ def render() -> str:
         out += ["### TRINITY ablations on LLMRouter", ""]
         out += [f"Skipped: {a['skipped']}.", ""] if "skipped" in a else \
             [f"`{a['command']}`", "", a["table"].split("\n\n", 1)[1].strip(), "", a.get("note", "") + ".", ""]
+    hard = _load("ablations_hard")
+    if hard:
+        out += ["### TRINITY multi-turn ablations where roles matter (hard set, calibrated simulated pool)", "",
+                hard["table"].strip(), "", hard["note"] + ".", ""]
     cond = _load("conductor_ablations")
     if cond:
         out += ["### Conductor ablations (workflow families, CPU)", ""] + render_conductor(cond)
@@ -434,7 +462,7 @@ def write_readme() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="demo,routing,trinity,ablations,conductor,bench")
+    ap.add_argument("--only", default="demo,routing,trinity,ablations,ablations_hard,conductor,bench")
     ap.add_argument("--skip", default="")
     ap.add_argument("--suites", default="", help=f"trinity stage: only these of {','.join(TRINITY_SUITES)} "
                                                  "(the others keep their committed results)")
@@ -458,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
             stage_trinity(args.suites.split(",") if args.suites else None)
         elif stage == "ablations":
             _write("ablations", stage_ablations())
+        elif stage == "ablations_hard":
+            _write("ablations_hard", stage_ablations_hard())
         elif stage == "conductor":
             c = stage_conductor()
             _write("conductor_ablations", c)
