@@ -147,7 +147,7 @@ def stage_trinity(only: list[str] | None = None) -> dict:
         rows.append(trinity_suite.summary_row(res))
         ran = [r for r in rows if "skipped" not in r]
         summary = {"command": "python scripts/make_results.py --only trinity",
-                   "rule": trinity_suite.__doc__.split("\n\n")[1].strip(),
+                   "rule": trinity_suite.RULE,
                    "rows": rows,
                    "goal": {"suites_run": len(ran),
                             "never_significantly_below_best_baseline": sum(r["not_significantly_below"] for r in ran),

@@ -35,6 +35,14 @@ from make_results import FRONTIER, REPO, _shown, evaluate_suite  # noqa: E402  (
 
 CONFIG = "configs/trinity/route.yaml"
 TRAIN_LIMIT = 6000
+RULE = ("One rule for every suite (scripts/trinity_suite.py): the features are chosen on validation (the servable "
+        "variant with the highest mean validation accuracy over seeds 0, 1, 2 among SmolLM2 layers 10/20/30 at the "
+        "penultimate token, the last token or mean-pooled, and MiniLM); `configs/trinity/route.yaml` then trains, "
+        f"seed 0, a frontier of cost-weighted heads (fixed grid of relative weights {FRONTIER[1:-1].split(',')[0]}-"
+        f"{FRONTIER[1:-1].split(',')[-1]}) on at most {TRAIN_LIMIT:,} "
+        "training queries; the evaluator of `baton eval` scores it on the test split (overlap with training "
+        "dropped) beside the baselines, which fit on the whole training split. TRINITY's AIQ sweeps its trained "
+        "heads")
 
 
 def run(data: str, prices: str | None, out: Path, *, label: str | None = None, name: str | None = None,
