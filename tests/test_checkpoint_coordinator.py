@@ -92,7 +92,9 @@ def test_export_include_coordinator_loads_without_the_package(tiny, tmp_path, mo
     monkeypatch.setenv("BATON_CACHE", str(tmp_path / "empty-cache"))       # nor its converted copy
     with pytest.raises(ConfigError, match="not installed"):
         load(ck)
-    np.testing.assert_array_equal(load(out / "router").agent_logits(texts), want)
+    # equal up to float rounding: `want` may come from features cached by an earlier test that
+    # computed these texts in another batch (other left padding), the export computes them afresh
+    np.testing.assert_allclose(load(out / "router").agent_logits(texts), want, rtol=1e-5, atol=1e-5)
     assert load_serving_router(str(out), load_pool("simulated")).workers == WORKERS
     g = out / "coordinator" / "tiny.gguf"
     data = bytearray(g.read_bytes())
