@@ -167,8 +167,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     train, validation, test = load_splits(args.data, args.prices)
     trinity_train = train
-    if args.train_limit is not None and args.train_limit < len(train):  # split_routing_dataset's draw, seed 0
-        trinity_train = train.subset(np.sort(np.random.default_rng(0).choice(len(train), args.train_limit, replace=False)))
+    if args.train_limit is not None:  # the subset `baton train trinity data.limit=N train.seed=0` draws
+        from trinity.config import load_config
+        from trinity.data import split_routing_dataset
+        limit = load_config(args.config, [f"data.limit={args.train_limit}", "train.seed=0", "train.wandb=false"])
+        trinity_train, _ = split_routing_dataset(limit, train, name="train split")
 
     # 0. every SmolLM2 view in one coordinator pass over the prompts TRINITY reads (train and test)
     from trinity.data import route_texts

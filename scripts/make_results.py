@@ -167,15 +167,11 @@ def stage_ablations(seeds: str = "0,1,2") -> dict:
     if not Path(spec).exists():
         return {"skipped": f"data absent: {spec}"}
     out = RESULTS / "ablate_trinity_llmrouter"
-    files = [f"configs/trinity/ablations/{a}.yaml" for a in ABLATIONS]
-    cmd = [sys.executable, "scripts/ablate.py", *files, "--base", "configs/trinity/route.yaml", "--train", spec,
-           "--seeds", seeds, "--out", str(out), "--set", f"data.prices={prices}", "train.wandb=false"]
-    subprocess.run(cmd, check=True, cwd=REPO)
-    _tidy_ablations(out)
-    res = json.loads((out / "ablations.json").read_text())
-    return {"command": _shown("python " + " ".join(cmd[1:])), "table": (out / "ablations.md").read_text(),
-            "note": "test = LLMRouter's published test split as train_route reads it (500 questions, 119 of "
-                    "them also in the training split); methods are compared on the validation column", **res}
+    res = _run_ablations(ABLATIONS, "configs/trinity/route.yaml", out, ["--train", spec, "--seeds", seeds, "--set",
+                                                                         f"data.prices={prices}", "train.wandb=false"])
+    return {**res, "note": "test = LLMRouter's published test split as train_route reads it (500 questions, 119 of "
+                    "them also in the training split); methods are compared on the validation column",
+            **json.loads((out / "ablations.json").read_text())}
 
 
 NOTE_HARD = ("no_svf is not a row: hard.yaml trains the head alone (SVF is not trainable on CPU at this scale), so "
@@ -189,14 +185,18 @@ def stage_ablations_hard(seeds: str = "0,1,2") -> dict:
     GPQA-diamond, AIME, HumanEval; 202 held-out questions a seed) on the calibrated simulated pool
     configs/pools/simulated_hard.yaml, every row with the same seeds and selection rule, scored as
     episodes with pooled 95% intervals and paired p against base. About 35 minutes on a cold cache."""
-    out = RESULTS / "ablate_trinity_hard"
-    files = [f"configs/trinity/ablations/{a}.yaml" for a in HARD_ABLATIONS]
-    cmd = [sys.executable, "scripts/ablate.py", *files, "--base", "configs/trinity/hard.yaml", "--seeds", seeds,
-           "--out", str(out)]
+    res = _run_ablations(HARD_ABLATIONS, "configs/trinity/hard.yaml", RESULTS / "ablate_trinity_hard",
+                         ["--seeds", seeds])
+    return {**res, "note": NOTE_HARD}
+
+
+def _run_ablations(ablations: list[str], base: str, out: Path, args: list[str]) -> dict:
+    """scripts/ablate.py over configs/trinity/ablations/<name>.yaml: its command and table, outputs tidied."""
+    files = [f"configs/trinity/ablations/{a}.yaml" for a in ablations]
+    cmd = [sys.executable, "scripts/ablate.py", *files, "--base", base, "--out", str(out), *args]
     subprocess.run(cmd, check=True, cwd=REPO)
     _tidy_ablations(out)
-    return {"command": _shown("python " + " ".join(cmd[1:])), "table": (out / "ablations.md").read_text(),
-            "note": NOTE_HARD}
+    return {"command": _shown("python " + " ".join(cmd[1:])), "table": (out / "ablations.md").read_text()}
 
 
 def _tidy_ablations(out: Path) -> None:

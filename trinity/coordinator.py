@@ -254,31 +254,7 @@ class Coordinator:
         return self._pick(*self._hidden(ids))
 
     def _compute(self, todo: dict[str, str], mem: dict, ns: str | None, progress: bool) -> None:
-        keys = list(todo)
-        enc = self._encode([todo[k] for k in keys])
-        for i, e in enumerate(enc):
-            if not e:
-                raise ConfigError(f"coordinator.features: text {todo[keys[i]][:40]!r} has no tokens")
-        order = np.argsort([len(e) for e in enc], kind="stable")
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=len(keys), desc="coordinator features", unit="text")
-        pending: dict[str, np.ndarray] = {}
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b:b + self.batch_size]
-            feats = self._forward([enc[i] for i in idx])
-            for r, i in enumerate(idx):
-                mem[keys[i]] = pending[keys[i]] = feats[r]
-            if bar is not None:
-                bar.update(len(idx))
-            if ns is not None and len(pending) >= 256:
-                self._write_disk(ns, pending)
-                pending = {}
-        if ns is not None and pending:
-            self._write_disk(ns, pending)
-        if bar is not None:
-            bar.close()
+        _fill([(self, ns, mem)], todo, progress)
 
     def import_features(self, sha: list[str], feats: np.ndarray) -> int:
         """Seed the cache (memory and disk) with features computed elsewhere, keyed by the sha256 of
@@ -288,16 +264,22 @@ class Coordinator:
         if feats.ndim != 2 or feats.shape[1] != self.d or len(feats) != len(sha):
             raise ConfigError(f"coordinator.import_features: need ({len(sha)}, {self.d}) features, got {feats.shape}")
         ns = self._namespace()
+        mem = self._cached(ns)  # with what earlier imports already wrote
         with self._lock:
-            mem = self._mem.setdefault(ns, {})
-            if self.disk_cache and ns not in self._disk_loaded:  # what earlier imports already wrote
-                mem.update(self._read_disk(ns))
-                self._disk_loaded.add(ns)
             new = {k: f for k, f in zip(sha, feats) if k not in mem}
             mem.update(new)
         if new and self.disk_cache:
             self._write_disk(ns, new)
         return len(new)
+
+    def _cached(self, ns: str) -> dict[str, np.ndarray]:
+        """The in-memory features of namespace `ns`, its disk shards read in once."""
+        with self._lock:
+            mem = self._mem.setdefault(ns, {})
+            if self.disk_cache and ns not in self._disk_loaded:
+                mem.update(self._read_disk(ns))
+                self._disk_loaded.add(ns)
+            return mem
 
     # -- disk cache: one folder per namespace, append-only shards (safe for concurrent writers) ---
     def _disk_dir(self, ns: str) -> Path:
@@ -347,18 +329,21 @@ def precompute_views(coords: list[Coordinator], texts: list[str], progress: bool
     views = []
     for c in coords:
         ns = c._namespace()
-        with c._lock:
-            mem = c._mem.setdefault(ns, {})
-            if c.disk_cache and ns not in c._disk_loaded:
-                mem.update(c._read_disk(ns))
-                c._disk_loaded.add(ns)
-        views.append((c, ns, mem))
+        views.append((c, ns if c.disk_cache else None, c._cached(ns)))
     todo = {}
     for k, t in zip(keys, texts):
         if any(k not in mem for _, _, mem in views):
             todo.setdefault(k, t)
-    if not todo:
-        return 0
+    if todo:
+        _fill(views, todo, progress)
+    return len(todo)
+
+
+def _fill(views: list[tuple[Coordinator, str | None, dict]], todo: dict[str, str], progress: bool) -> None:
+    """Compute `todo` (sha -> text) for every (coordinator, disk namespace or None, memory) view
+    with one forward pass per length-sorted batch of the first view's model; each view takes its
+    own layer/pooling from the pass and is written to its memory and (in shards) its disk cache."""
+    lead = views[0][0]
     tk = list(todo)
     enc = lead._encode([todo[k] for k in tk])
     for i, e in enumerate(enc):
@@ -368,27 +353,27 @@ def precompute_views(coords: list[Coordinator], texts: list[str], progress: bool
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(tk), desc=f"coordinator features ({len(coords)} views)", unit="text")
+        desc = "coordinator features" + (f" ({len(views)} views)" if len(views) > 1 else "")
+        bar = tqdm(total=len(tk), desc=desc, unit="text")
     pending: list[dict[str, np.ndarray]] = [{} for _ in views]
+
+    def flush():
+        for (c, ns, _), p in zip(views, pending):
+            if ns is not None and p:
+                c._write_disk(ns, p)
+                p.clear()
     for b in range(0, len(order), lead.batch_size):
         idx = order[b:b + lead.batch_size]
         hidden = lead._hidden([enc[i] for i in idx])
-        for v, (c, ns, mem) in enumerate(views):
+        for (c, _, mem), p in zip(views, pending):
             feats = c._pick(*hidden)
             for r, i in enumerate(idx):
-                mem[tk[i]] = pending[v][tk[i]] = feats[r]
+                mem[tk[i]] = p[tk[i]] = feats[r]
         del hidden
         if bar is not None:
             bar.update(len(idx))
         if len(pending[0]) >= 256:
-            for (c, ns, _), p in zip(views, pending):
-                if c.disk_cache:
-                    c._write_disk(ns, p)
-            pending = [{} for _ in views]
-    if pending[0]:
-        for (c, ns, _), p in zip(views, pending):
-            if c.disk_cache:
-                c._write_disk(ns, p)
+            flush()
+    flush()
     if bar is not None:
         bar.close()
-    return len(tk)
